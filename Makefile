@@ -1,0 +1,60 @@
+# orthanc-remote: the single entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+SITE      ?= lab
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+# The base image for the lab and molecule containers (scripts/image-tag.sh).
+export ORTHANC_REMOTE_IMAGE_RESOLVED := $(shell scripts/image-tag.sh)
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup docker image venv lint unit molecule test lab lab-down clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+docker: ## Ensure a Docker engine answers (installs Debian's docker.io if missing)
+	@scripts/ensure-docker.sh
+
+image: docker ## Build the Debian base image from Debian's mirror (cached by tag)
+	@scripts/build-image.sh
+
+venv: $(VENV)/.installed ## Create the virtualenv with the pinned tooling
+
+$(VENV)/.installed: requirements.txt
+	@scripts/ensure-python.sh $(PYTHON)
+	@echo "==> Creating $(VENV) from requirements.txt"
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(BIN)/ansible-galaxy collection install -r requirements.yml >/dev/null
+	@touch $@
+
+setup: image venv ## Everything `lab` and `test` need
+
+lint: venv ## yamllint and ansible-lint (production profile, offline)
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint
+
+unit: venv ## pytest for the Python filter plugins
+	$(BIN)/pytest tests
+
+molecule: setup ## molecule test for every scenario (SCENARIOS="a b" to choose)
+	@scripts/run-molecule.sh $(SCENARIOS)
+
+test: setup ## Lint, unit tests and every molecule scenario, with a summary
+	@scripts/test.sh $(SCENARIOS)
+
+lab: setup ## Provision the lab containers with site.yml and verify them
+	@scripts/lab.sh up $(SITE)
+
+lab-down: venv ## Remove the lab containers and network
+	@scripts/lab.sh down $(SITE)
+
+clean: lab-down ## Remove the lab, the virtualenv and local caches (not the image)
+	rm -rf $(VENV) .ansible .pytest_cache
