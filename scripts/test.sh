@@ -19,4 +19,6 @@ stage pytest pytest tests
 stage molecule scripts/run-molecule.sh "$@"
 echo; echo "======== summary"
 printf '%s\n' "${results[@]}"
+failed=$(printf '%s\n' "${results[@]}" | grep -c ' FAILED ' || true)
+echo "stages: $(( ${#results[@]} - failed )) passed, $failed failed"
 exit $status
