@@ -248,6 +248,17 @@ def https_allowed_sources(
     return sorted(sources, key=lambda s: (ipaddress.ip_network(s).version, ipaddress.ip_network(s)))
 
 
+def vpn_server_address(vpn: dict | None) -> str | None:
+    """The VPN server's tunnel address (first host of ``site_vpn.network``), or None when the VPN is off.
+
+    Radiologists reach HTTPS at this address through the tunnel, so it is also an HTTPS SAN.
+    """
+    if not vpn or not vpn.get("enabled", False) or not vpn.get("network"):
+        return None
+    network = ipaddress.ip_network(str(vpn["network"]), strict=False)
+    return str(next(network.hosts(), network.network_address))
+
+
 def dicom_allowed_sources(
     modalities: Iterable[dict] | None, vpn_clients: Iterable[dict] | None = None
 ) -> list[dict]:
@@ -277,4 +288,5 @@ class FilterModule:
             "site_model_errors": site_model_errors,
             "site_https_allowed_sources": https_allowed_sources,
             "site_dicom_allowed_sources": dicom_allowed_sources,
+            "site_vpn_server_address": vpn_server_address,
         }

@@ -52,6 +52,9 @@ done
 # Containers get a fresh machine-id at each boot, like a cloned VM would.
 : > "$rootfs/etc/machine-id"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# The package lists are gone: date their directory in the past so that apt's
+# cache_valid_time (which reads this mtime) always refreshes them on first use.
+touch -d '2000-01-01' "$rootfs/var/lib/apt/lists"
 
 echo "==> docker import as $image"
 tar -C "$rootfs" -c . | docker import \

@@ -116,3 +116,9 @@ def test_derived_lists_are_sorted_unique_and_cover_every_input(addresses):
     sources = sm.https_allowed_sources(addresses)
     assert sources == sorted(set(sources), key=lambda s: ipaddress.ip_network(s))
     assert {str(ipaddress.ip_network(a)) for a in addresses} == set(sources)
+
+
+def test_vpn_server_address_is_the_first_host_or_none():
+    assert sm.vpn_server_address({"enabled": True, "network": "10.8.0.0/24"}) == "10.8.0.1"
+    assert sm.vpn_server_address({"enabled": False, "network": "10.8.0.0/24"}) is None
+    assert sm.vpn_server_address(None) is None
