@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
-AET_PATTERN = re.compile(r"^[A-Za-z0-9 _.\-+/:=@#$%&*()!?<>,;'\"\[\]{}|~^`]{1,16}$")
+# The AE title and port rules are the site model's (one definition for every role); filter plugin
+# files are loaded one by one, so make their directory importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from site_model import aet_error  # noqa: E402
+from site_model import port_error as _port_error  # noqa: E402
+
 USER_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MODALITY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 COMMANDS = ("echo", "store", "find", "move", "get")
@@ -64,26 +71,6 @@ COMMAND_KEYS = {
     "move": "AllowMove",
     "get": "AllowGet",
 }
-
-
-def aet_error(value: Any, variable: str) -> str | None:
-    """Why ``value`` is not a DICOM AE title (1-16 chars, no backslash/control), or None."""
-    if not isinstance(value, str) or not value:
-        return f"{variable}: an AE title is required (1 to 16 characters, e.g. ORTHANC)"
-    if value != value.strip():
-        return f"{variable}: AE title {value!r} has leading or trailing spaces; remove them"
-    if not AET_PATTERN.match(value):
-        return (
-            f"{variable}: AE title {value!r} must be 1 to 16 printable ASCII characters "
-            "without backslash (e.g. MRI1)"
-        )
-    return None
-
-
-def _port_error(value: Any, variable: str) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        return f"{variable}: {value!r} is not a port number (1-65535)"
-    return None
 
 
 def _positive_int_error(value: Any, variable: str, minimum: int = 1) -> str | None:
