@@ -180,6 +180,26 @@ def vpn_client_errors(clients: Any, vpn: Any) -> list[str]:
     return errors
 
 
+def vpn_errors(vpn: Any) -> list[str]:
+    """Validate ``site_vpn`` itself: port, protocol and who may reach the VPN port."""
+    if vpn in (None, {}):
+        return []
+    if not isinstance(vpn, dict):
+        return ["site_vpn: must be a mapping {enabled, network, port, proto, sources, full_tunnel}"]
+    errors = [e for e in [port_error(vpn.get("port", 1194), "site_vpn.port")] if e]
+    if vpn.get("proto", "udp") not in ("udp", "tcp"):
+        errors.append(f"site_vpn.proto: {vpn.get('proto')!r} must be udp or tcp")
+    sources = vpn.get("sources", [])
+    if not isinstance(sources, list):
+        errors.append("site_vpn.sources: must be a list of CIDRs (e.g. [0.0.0.0/0])")
+    else:
+        errors += [e for e in (network_error(s, "site_vpn.sources") for s in sources) if e]
+    for flag in ("enabled", "full_tunnel"):
+        if not isinstance(vpn.get(flag, False), bool):
+            errors.append(f"site_vpn.{flag}: must be true or false")
+    return errors
+
+
 def user_errors(users: Any) -> list[str]:
     """Validate the shape of ``site_users`` (password strength is checked by the orthanc role)."""
     if not isinstance(users, list):
@@ -219,6 +239,7 @@ def site_model_errors(facts: dict) -> list[str]:
         errors += [e for e in [port_error(dicom["port"], "site_dicom.port")] if e]
     vpn_clients = facts.get("site_vpn_clients") or []
     errors += modality_errors(facts.get("site_modalities") or [], vpn_clients)
+    errors += vpn_errors(facts.get("site_vpn"))
     errors += vpn_client_errors(vpn_clients, facts.get("site_vpn") or {})
     errors += user_errors(facts.get("site_users") or [])
     return errors

@@ -122,3 +122,11 @@ def test_vpn_server_address_is_the_first_host_or_none():
     assert sm.vpn_server_address({"enabled": True, "network": "10.8.0.0/24"}) == "10.8.0.1"
     assert sm.vpn_server_address({"enabled": False, "network": "10.8.0.0/24"}) is None
     assert sm.vpn_server_address(None) is None
+
+
+def test_vpn_settings_are_checked():
+    site = valid_site()
+    site["site_vpn"] = {"enabled": "yes", "network": "10.8.0.0/24", "port": 70000, "proto": "sctp", "sources": ["nowhere"]}
+    errors = sm.site_model_errors(site)
+    for variable in ("site_vpn.port", "site_vpn.proto", "site_vpn.sources", "site_vpn.enabled"):
+        assert any(e.startswith(variable) for e in errors), variable
