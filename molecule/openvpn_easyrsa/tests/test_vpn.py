@@ -152,8 +152,13 @@ def test_server_configuration_and_process():
     # Unprivileged after start-up.
     assert server.check_output("ps -o user= -C openvpn").split() == ["nobody"]
     # The status file lists the two connected clients.
-    status = server.check_output("cat /run/openvpn-server/status-orthanc-remote.log")
-    assert re.search(r"^CLIENT_LIST,dr-house,", status, re.M) and re.search(r"^CLIENT_LIST,site-gw,", status, re.M)
+    # OpenVPN rewrites the status file every 30 s (server.conf `status ... 30`): wait for a fresh one.
+    def both_listed():
+        status = server.check_output("cat /run/openvpn-server/status-orthanc-remote.log")
+        listed = re.search(r"^CLIENT_LIST,dr-house,", status, re.M) and re.search(r"^CLIENT_LIST,site-gw,", status, re.M)
+        return status if listed else ""
+
+    assert wait_for(both_listed, timeout=45)
 
 
 def test_pki_is_private():
