@@ -8,9 +8,9 @@ stage() {
   local start; start=$(date +%s)
   echo; echo "======== $name"
   if "$@"; then
-    results+=("$(printf '%-10s PASSED  %4ss' "$name" $(( $(date +%s) - start )))")
+    results+=("$(printf '%-12s PASSED  %5ss' "$name" $(( $(date +%s) - start )))")
   else
-    results+=("$(printf '%-10s FAILED  %4ss' "$name" $(( $(date +%s) - start )))"); status=1
+    results+=("$(printf '%-12s FAILED  %5ss' "$name" $(( $(date +%s) - start )))"); status=1
   fi
 }
 stage yamllint yamllint --strict .
