@@ -18,7 +18,8 @@ for scenario in "$@"; do
     tail -n 150 ".molecule-logs/$scenario.log"
   fi
   # Show testinfra's own result lines so CI output names every check.
-  grep -E '^(PASSED|FAILED|ERROR) |::.* (PASSED|FAILED|ERROR)|^=+ .*(passed|failed).* =+$' \
+  # Ansible's recap lines show converge, idempotence (changed=0) and ansible verifiers.
+  grep -E '^(PASSED|FAILED|ERROR) |::.* (PASSED|FAILED|ERROR)|^=+ .*(passed|failed).* =+$|^[A-Za-z0-9_.-]+ +: ok=[0-9]+ ' \
     ".molecule-logs/$scenario.log" | sed "s/^/    [$scenario] /" || true
   echo "    molecule $scenario: $result in $(( $(date +%s) - start )) s"
 done
