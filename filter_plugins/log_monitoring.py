@@ -237,6 +237,29 @@ def config_errors(config: dict) -> list[str]:
     return errors
 
 
+def dicom_echo_args(
+    dicom: dict | None,
+    tls_private_key: str,
+    tls_certificate: str,
+    extra: Iterable[str] | None = None,
+) -> list[str]:
+    """echoscu options for the C-ECHO self-test: TLS with the given client certificate when the
+    site's DICOM port speaks TLS (``site_dicom.tls``; the port is then TLS-only), then ``extra``.
+
+    The peer certificate is not verified (``-ic``): the test talks to its own Orthanc on loopback;
+    the certificate check watches the certificate itself.
+    """
+    args: list[str] = []
+    if bool((dicom or {}).get("tls", False)):
+        args += ["+tls", tls_private_key, tls_certificate, "-ic"]
+    return args + list(extra or [])
+
+
+def https_jail_ports(https_port: Any) -> str:
+    """The ports the HTTPS jail blocks: port 80 (redirect, ACME) and the site's HTTPS port."""
+    return f"80,{int(https_port)}"
+
+
 class FilterModule:
     """Expose the log_monitoring helpers to Jinja."""
 
@@ -249,4 +272,6 @@ class FilterModule:
             "log_monitoring_check_units": check_units,
             "log_monitoring_forbidden_orthanc_flags": forbidden_orthanc_flags,
             "log_monitoring_config_errors": config_errors,
+            "log_monitoring_dicom_echo_args": dicom_echo_args,
+            "log_monitoring_https_jail_ports": https_jail_ports,
         }

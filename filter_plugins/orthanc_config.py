@@ -320,6 +320,9 @@ def main_config(settings: dict) -> dict:
         "DicomAet": settings["aet"],
         "DicomPort": int(settings["dicom_port"]),
         "DicomCheckCalledAet": True,
+        # DICOM AE titles are case-sensitive; Orthanc 1.10.1 compares them without case unless told
+        # (a modality registered as ct_scanner was accepted as CT_SCANNER).
+        "StrictAetComparison": True,
         "DicomCheckModalityHost": True,
         "DicomAlwaysAllowEcho": False,
         "DicomAlwaysAllowStore": False,
@@ -376,6 +379,21 @@ def with_passwords(users: list[dict], generated: dict) -> list[dict]:
     return result
 
 
+def stale_credential_files(paths: list[str], users: list[dict]) -> list[str]:
+    """The controller's ``credentials/<name>.txt`` files whose user is no longer in ``users``.
+
+    Removing a user from the inventory removes the password the controller kept for them on the
+    next run; files not named ``<something>.txt`` are left alone.
+    """
+    names = {u.get("name") for u in users or [] if isinstance(u, dict)}
+    stale = []
+    for path in paths or []:
+        base = str(path).rsplit("/", 1)[-1]
+        if base.endswith(".txt") and base[: -len(".txt")] not in names:
+            stale.append(str(path))
+    return sorted(stale)
+
+
 def invented_keys(config: Any, prefix: str = "") -> list[str]:
     """Paths of the article's invented keys anywhere in ``config`` (recursively)."""
     found: list[str] = []
@@ -403,4 +421,5 @@ class FilterModule:
             "orthanc_user_roles": user_roles,
             "orthanc_with_passwords": with_passwords,
             "orthanc_invented_keys": invented_keys,
+            "orthanc_stale_credential_files": stale_credential_files,
         }

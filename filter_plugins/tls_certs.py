@@ -374,6 +374,16 @@ def provided_errors(
     return errors
 
 
+def stale_modality_packages(paths: Iterable[str] | None, active: Iterable[str] | None) -> list[str]:
+    """The controller's ``modalities/<name>`` packages whose modality no longer has a certificate.
+
+    ``active`` holds the names of the modalities that still get one (in the inventory with
+    ``tls: true``): removing a modality, or its TLS, removes its key from the controller.
+    """
+    names = set(active or [])
+    return sorted(str(p) for p in paths or [] if str(p).rstrip("/").rsplit("/", 1)[-1] not in names)
+
+
 class FilterModule:
     """Expose the certificate helpers to Jinja."""
 
@@ -389,4 +399,5 @@ class FilterModule:
             "tls_certs_is_pem": is_pem,
             "tls_certs_source_label": source_label,
             "tls_certs_provided_errors": provided_errors,
+            "tls_certs_stale_modality_packages": stale_modality_packages,
         }

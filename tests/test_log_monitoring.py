@@ -167,4 +167,22 @@ def test_filter_module_exposes_every_filter():
         "log_monitoring_ignoreip", "log_monitoring_banaction", "log_monitoring_jails",
         "log_monitoring_certificate_watch", "log_monitoring_check_units",
         "log_monitoring_forbidden_orthanc_flags", "log_monitoring_config_errors",
+        "log_monitoring_dicom_echo_args", "log_monitoring_https_jail_ports",
     }
+
+
+# --- dicom_echo_args / https_jail_ports -------------------------------------------------------
+
+def test_dicom_echo_speaks_tls_when_the_dicom_port_does():
+    args = lm.dicom_echo_args({"tls": True, "port": 11112}, "/t/dicom.key", "/t/dicom.crt", ["-d"])
+    assert args == ["+tls", "/t/dicom.key", "/t/dicom.crt", "-ic", "-d"]
+
+
+@pytest.mark.parametrize("dicom", [{}, None, {"tls": False}])
+def test_dicom_echo_is_plain_on_a_plain_port(dicom):
+    assert lm.dicom_echo_args(dicom, "/t/k", "/t/c") == []
+
+
+def test_https_jail_blocks_the_site_https_port():
+    assert lm.https_jail_ports(8443) == "80,8443"
+    assert lm.https_jail_ports("443") == "80,443"

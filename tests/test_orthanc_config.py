@@ -143,7 +143,10 @@ def test_main_config_secure_defaults():
         "RemoteAccessAllowed", "SslEnabled", "DicomTlsEnabled", "UnknownSopClassAccepted",
     ):
         assert config[key] is False, key
-    for key in ("DicomCheckCalledAet", "DicomCheckModalityHost", "AuthenticationEnabled", "HttpServerEnabled"):
+    for key in (
+        "DicomCheckCalledAet", "DicomCheckModalityHost", "StrictAetComparison",
+        "AuthenticationEnabled", "HttpServerEnabled",
+    ):
         assert config[key] is True, key
     assert config["LimitFindResults"] == 100
     assert config["DicomScpTimeout"] == 30 and config["DicomScuTimeout"] == 10
@@ -307,3 +310,12 @@ def test_invented_keys_found_anywhere():
 def test_filter_module_exposes_the_filters():
     names = oc.FilterModule().filters()
     assert {"orthanc_main_config", "orthanc_user_errors", "orthanc_settings_errors"} <= set(names)
+
+
+def test_stale_credential_files_are_those_of_removed_users():
+    users = [{"name": "admin", "role": "admin"}, {"name": "dr-one", "role": "viewer"}]
+    paths = ["/a/credentials/admin.txt", "/a/credentials/dr-two.txt", "/a/credentials/dr-one.txt",
+             "/a/credentials/notes.md"]
+    assert oc.stale_credential_files(paths, users) == ["/a/credentials/dr-two.txt"]
+    assert oc.stale_credential_files([], users) == []
+    assert oc.stale_credential_files(["/c/x.txt"], []) == ["/c/x.txt"]

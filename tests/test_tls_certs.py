@@ -274,3 +274,10 @@ def test_filter_module_exposes_every_filter():
     for name in ("tls_certs_sans", "tls_certs_plan", "tls_certs_reissue_reasons", "tls_certs_provided_errors",
                  "tls_certs_config_errors", "tls_certs_renewal_due", "tls_certs_san_diff"):
         assert callable(filters[name])
+
+
+def test_stale_modality_packages_are_those_without_a_certificate_any_more():
+    paths = ["/a/modalities/ct-1", "/a/modalities/mri-1", "/a/modalities/old-us/"]
+    assert tc.stale_modality_packages(paths, ["ct-1", "mri-1"]) == ["/a/modalities/old-us/"]
+    assert tc.stale_modality_packages(paths, []) == sorted(paths)
+    assert tc.stale_modality_packages([], ["ct-1"]) == []
