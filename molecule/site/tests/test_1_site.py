@@ -1,0 +1,79 @@
+"""The site as converged: reached over SSH by a non-root admin with sudo, ufw and fail2ban both
+active, the generic verify playbook green (it also brings the lab's VPN clients up)."""
+
+import subprocess
+import time
+
+from conftest import (ARTIFACTS, DICOM, HTTPS_PORT, PACS_IP, PACS_NAME, PACS_VARS, VPN_SERVER, host, play,
+                      recap, site)
+
+
+def _ssh(user: str, command: str, *options: str) -> subprocess.CompletedProcess:
+    """One SSH session from this machine (an admin source). ufw rate-limits SSH (6 new connections
+    in 30 s are refused), so a refused connection is retried once after the window."""
+    for _ in range(2):
+        result = _ssh_once(user, command, *options)
+        if "Connection refused" not in result.stderr:
+            break
+        time.sleep(31)
+    return result
+
+
+def _ssh_once(user: str, command: str, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-i", str(ARTIFACTS / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={ARTIFACTS}/ssh/known_hosts",
+         "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", "ConnectTimeout=10", *options, f"{user}@{PACS_IP}", command],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_the_lab_model_is_the_one_inventory():
+    assert PACS_VARS["ansible_connection"] == "ssh" and PACS_VARS["ansible_user"] != "root"
+    assert VPN_SERVER == str(__import__("ipaddress").ip_network(site()["site_vpn"]["network"]).network_address + 1)
+    # Nothing passes by accident of defaults.
+    assert DICOM["aet"] != "ORTHANC" and DICOM["port"] != 4242 and HTTPS_PORT != 443 and DICOM["tls"] is True
+    assert any(m["aet"] == m["aet"].lower() for m in site()["site_modalities"])
+
+
+def test_the_admin_logs_in_with_the_key_and_uses_sudo():
+    result = _ssh(PACS_VARS["ansible_user"], "id -un; sudo -n id -un")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [PACS_VARS["ansible_user"], "root"]
+
+
+def test_root_and_passwords_are_refused_over_ssh():
+    assert _ssh("root", "true").returncode != 0
+    result = _ssh(PACS_VARS["ansible_user"], "true", "-o", "PreferredAuthentications=password")
+    assert result.returncode != 0 and "Permission denied" in result.stderr
+
+
+def test_ufw_and_fail2ban_are_both_active():
+    pacs = host(PACS_NAME)
+    assert "Status: active" in pacs.check_output("ufw status")
+    jails = pacs.check_output("fail2ban-client status")
+    for jail in ("sshd", "orthanc-https", "orthanc-dicom", "orthanc-openvpn"):
+        assert jail in jails
+    assert f"port = 80,{HTTPS_PORT}" in pacs.check_output("cat /etc/fail2ban/jail.d/*.local")
+
+
+def test_nginx_listens_on_the_site_https_port_only():
+    listening = host(PACS_NAME).check_output("ss -Hltn")
+    assert f":{HTTPS_PORT} " in listening and ":443 " not in listening
+
+
+def test_the_monitoring_self_echo_speaks_tls():
+    pacs = host(PACS_NAME)
+    out = pacs.run("orthanc-remote-check dicom_echo --no-notify")
+    assert out.rc == 0 and "status=OK" in out.stdout, out.stdout
+    # Without TLS the same check fails: the port is TLS-only.
+    plain = pacs.run("""orthanc-remote-check dicom_echo --no-notify --set 'dicom_echo={"host": "127.0.0.1", """
+                     f""""port": {DICOM['port']}, "calling_aet": "HEALTHCHECK", "called_aet": "{DICOM['aet']}", """
+                     """"extra_args": []}'""")
+    assert "status=CRITICAL" in plain.stdout, plain.stdout
+
+
+def test_verify_playbook_passes_and_brings_the_vpn_clients_up():
+    result = play("playbooks/verify.yml")
+    assert result.returncode == 0
+    assert recap(result, PACS_NAME)["failed"] == 0

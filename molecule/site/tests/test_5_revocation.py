@@ -1,0 +1,70 @@
+"""Removing a radiologist from the inventory and re-running site.yml revokes them: their old
+profile cannot connect, their password and profile are gone from the controller, the other
+radiologist still connects. Then the inventory is restored (they get a new profile)."""
+
+from conftest import (ARTIFACTS, HTTPS_PORT, PACS_NAME, VPN_SERVER, host, hosts_of, play, recap, rest, site,
+                      wait_for)
+
+RADIOLOGISTS = {v["lab_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
+GONE, KEPT = sorted(RADIOLOGISTS)[1], sorted(RADIOLOGISTS)[0]
+
+
+def _https_through_tunnel(name: str) -> str:
+    password = (ARTIFACTS / "credentials" / f"{name}.txt").read_text().split()[0]
+    return host(RADIOLOGISTS[name]).run(
+        f"curl -sk --interface tun0 --max-time 10 -u '{name}:{password}' -o /dev/null -w '%{{http_code}}' "
+        f"https://{VPN_SERVER}:{HTTPS_PORT}/system").stdout
+
+
+def test_removing_a_radiologist_revokes_them_and_restoring_brings_them_back():
+    facts = site()
+    old_password = (ARTIFACTS / "credentials" / f"{GONE}.txt").read_text().split()[0]
+    assert _https_through_tunnel(KEPT) == "200" and _https_through_tunnel(GONE) == "200"
+    # The departing radiologist's laptop still has its profile; its client is stopped so the one
+    # attempt below is the only one (a client retrying for minutes would get itself banned).
+    gone_box = host(RADIOLOGISTS[GONE])
+    gone_box.check_output("systemctl stop openvpn-client@%s", GONE)
+
+    dropped = play("site.yml", {
+        "site_vpn_clients": [c for c in facts["site_vpn_clients"] if c["name"] != GONE],
+        "site_users": [u for u in facts["site_users"] if u["name"] != GONE],
+    })
+    assert dropped.returncode == 0 and recap(dropped, PACS_NAME)["failed"] == 0
+
+    # Nothing kept for them on the controller.
+    assert not (ARTIFACTS / "vpn" / f"{GONE}.ovpn").exists()
+    assert not (ARTIFACTS / "credentials" / f"{GONE}.txt").exists()
+    # Their old password no longer opens Orthanc (from an admin source, so only the user is refused).
+    import base64
+    import ssl
+    import urllib.error
+    import urllib.request
+    from conftest import PACS_IP, ca_file
+    request = urllib.request.Request(f"https://{PACS_IP}:{HTTPS_PORT}/system")
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{GONE}:{old_password}".encode()).decode())
+    try:
+        urllib.request.urlopen(request, context=ssl.create_default_context(cafile=ca_file()), timeout=15)
+        status = 200
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert status == 401
+
+    # Their old profile cannot connect: the server refuses the revoked certificate.
+    out = gone_box.run(
+        f"timeout 40 openvpn --config /etc/openvpn/client/{GONE}.conf --hand-window 15 --connect-retry-max 1 "
+        "--dev tun9 2>&1").stdout
+    assert "Initialization Sequence Completed" not in out, out
+    log = host(PACS_NAME).check_output("tail -n 200 /var/log/openvpn/orthanc-remote.log")
+    assert "certificate revoked" in log, log[-3000:]
+
+    # The other radiologist reconnects after the server's restart and still gets in.
+    assert wait_for(lambda: _https_through_tunnel(KEPT) == "200", timeout=90), "the kept radiologist lost access"
+
+    # Restore the inventory: a new certificate, profile and password; verify.yml installs them.
+    restored = play("site.yml")
+    assert restored.returncode == 0 and recap(restored, PACS_NAME)["failed"] == 0
+    assert (ARTIFACTS / "vpn" / f"{GONE}.ovpn").exists()
+    verified = play("playbooks/verify.yml")
+    assert verified.returncode == 0
+    assert wait_for(lambda: _https_through_tunnel(GONE) == "200", timeout=60)
+    assert rest("/system")[0] == 200
