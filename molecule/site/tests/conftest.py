@@ -52,7 +52,9 @@ def hosts_of(group: str) -> dict[str, dict]:
 
 
 PACS_NAME, PACS_VARS = next(iter(hosts_of("pacs").items()))
-PACS_IP = PACS_VARS["lab_interfaces"][0]["ipv4_address"]
+PACS_IP = site()["site_pacs_addresses"][0]
+LAB_VARS = yaml.safe_load((LAB / "group_vars" / "all" / "lab.yml").read_text())
+ADMIN = LAB_VARS["lab_admin_user"]
 HTTPS_PORT = site()["site_https_port"]
 DICOM = site()["site_dicom"]
 VPN_SERVER = "10.8.0.1"  # first host address of site_vpn.network (asserted in test_1)

@@ -4,8 +4,8 @@ active, the generic verify playbook green (it also brings the lab's VPN clients 
 import subprocess
 import time
 
-from conftest import (ARTIFACTS, DICOM, HTTPS_PORT, PACS_IP, PACS_NAME, PACS_VARS, VPN_SERVER, host, play,
-                      recap, site)
+from conftest import (ADMIN, ARTIFACTS, DICOM, HTTPS_PORT, PACS_IP, PACS_NAME, PACS_VARS, VPN_SERVER, host,
+                      play, recap, site)
 
 
 def _ssh(user: str, command: str, *options: str) -> subprocess.CompletedProcess:
@@ -29,7 +29,7 @@ def _ssh_once(user: str, command: str, *options: str) -> subprocess.CompletedPro
 
 
 def test_the_lab_model_is_the_one_inventory():
-    assert PACS_VARS["ansible_connection"] == "ssh" and PACS_VARS["ansible_user"] != "root"
+    assert PACS_VARS["ansible_connection"] == "ssh" and ADMIN != "root"
     assert VPN_SERVER == str(__import__("ipaddress").ip_network(site()["site_vpn"]["network"]).network_address + 1)
     # Nothing passes by accident of defaults.
     assert DICOM["aet"] != "ORTHANC" and DICOM["port"] != 4242 and HTTPS_PORT != 443 and DICOM["tls"] is True
@@ -37,14 +37,14 @@ def test_the_lab_model_is_the_one_inventory():
 
 
 def test_the_admin_logs_in_with_the_key_and_uses_sudo():
-    result = _ssh(PACS_VARS["ansible_user"], "id -un; sudo -n id -un")
+    result = _ssh(ADMIN, "id -un; sudo -n id -un")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [PACS_VARS["ansible_user"], "root"]
+    assert result.stdout.split() == [ADMIN, "root"]
 
 
 def test_root_and_passwords_are_refused_over_ssh():
     assert _ssh("root", "true").returncode != 0
-    result = _ssh(PACS_VARS["ansible_user"], "true", "-o", "PreferredAuthentications=password")
+    result = _ssh(ADMIN, "true", "-o", "PreferredAuthentications=password")
     assert result.returncode != 0 and "Permission denied" in result.stderr
 
 

@@ -2,8 +2,13 @@
 profile cannot connect, their password and profile are gone from the controller, the other
 radiologist still connects. Then the inventory is restored (they get a new profile)."""
 
-from conftest import (ARTIFACTS, HTTPS_PORT, PACS_NAME, VPN_SERVER, host, hosts_of, play, recap, rest, site,
-                      wait_for)
+import base64
+import ssl
+import urllib.error
+import urllib.request
+
+from conftest import (ARTIFACTS, HTTPS_PORT, PACS_IP, PACS_NAME, VPN_SERVER, ca_file, host, hosts_of, play, recap,
+                      rest, site, wait_for)
 
 RADIOLOGISTS = {v["lab_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
 GONE, KEPT = sorted(RADIOLOGISTS)[1], sorted(RADIOLOGISTS)[0]
@@ -35,11 +40,6 @@ def test_removing_a_radiologist_revokes_them_and_restoring_brings_them_back():
     assert not (ARTIFACTS / "vpn" / f"{GONE}.ovpn").exists()
     assert not (ARTIFACTS / "credentials" / f"{GONE}.txt").exists()
     # Their old password no longer opens Orthanc (from an admin source, so only the user is refused).
-    import base64
-    import ssl
-    import urllib.error
-    import urllib.request
-    from conftest import PACS_IP, ca_file
     request = urllib.request.Request(f"https://{PACS_IP}:{HTTPS_PORT}/system")
     request.add_header("Authorization", "Basic " + base64.b64encode(f"{GONE}:{old_password}".encode()).decode())
     try:
