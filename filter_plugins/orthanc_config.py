@@ -1,8 +1,7 @@
 """Inventory -> Orthanc configuration for the orthanc role.
 
 Pure functions that turn the role's structured variables (AE title, ports, timeouts, modalities,
-users) into the JSON documents Orthanc 1.10.1 reads, with only keys Orthanc really knows, and
-that refuse weak passwords. The ``FilterModule`` at the bottom only exposes them to Jinja.
+users) into the JSON documents Orthanc 1.10.1 reads, with only keys Orthanc really knows. The ``FilterModule`` at the bottom only exposes them to Jinja.
 
 Orthanc silently ignores keys it does not know; the keys in ``INVENTED_KEYS`` come from a widely
 copied article and do nothing (see shared/facts/orthanc.md), so ``orthanc_invented_keys`` lets the
@@ -11,45 +10,14 @@ role (and its tests) prove none of them is ever rendered.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import sys
-from pathlib import Path
 from typing import Any
 
-# The AE title and port rules are the site model's (one definition for every role); filter plugin
-# files are loaded one by one, so make their directory importable.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from site_model import aet_error  # noqa: E402
-from site_model import port_error as _port_error  # noqa: E402
-
-USER_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MODALITY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The rules about site facts (AE titles, ports, modalities, users, passwords) live in
+# site_model.py, the one validator; the role runs it on its own view of the facts first
+# (roles/orthanc/vars/main.yml: __orthanc_input_errors). This file checks only the settings
+# that are the role's own (timeouts, directories, TLS paths, overrides).
 COMMANDS = ("echo", "store", "find", "move", "get")
 ROLES = ("admin", "viewer", "uploader")
-MIN_PASSWORD_LENGTH = 12
-# Known weak or default values, compared case-insensitively. Orthanc itself creates
-# orthanc:orthanc when RegisteredUsers is empty; the seed article uses admin_password.
-WEAK_PASSWORDS = frozenset(
-    {
-        "orthanc",
-        "orthancorthanc",
-        "password",
-        "admin_password",
-        "admin",
-        "administrator",
-        "changeme",
-        "change_me",
-        "change-me",
-        "secret",
-        "letmein",
-        "qwerty",
-        "123456789012",
-        "password1234",
-        "password123!",
-        "passwordpassword",
-    }
-)
 # Keys from the seed article that Orthanc 1.10.1 does not know (silently ignored).
 INVENTED_KEYS = (
     "DicomScp",
@@ -75,118 +43,20 @@ COMMAND_KEYS = {
 
 def _positive_int_error(value: Any, variable: str, minimum: int = 1) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return f"{variable}: {value!r} must be an integer >= {minimum}"
+        return f"{variable}: {value!r} is not a whole number >= {minimum}; write one without quotes"
     return None
-
-
-def password_weakness(password: Any, user: str = "") -> str | None:
-    """Why ``password`` is too weak to deploy, or None when it is acceptable."""
-    if not isinstance(password, str):
-        return "it is not a string"
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"it has {len(password)} characters, fewer than {MIN_PASSWORD_LENGTH}"
-    if password.lower() in WEAK_PASSWORDS:
-        return "it is a well-known default or weak password"
-    if len(user) >= 4 and user.lower() in password.lower():
-        return "it contains the user name"
-    if len(set(password)) < 5:
-        return "it uses fewer than 5 different characters"
-    if password != password.strip() or any(ord(c) < 32 for c in password):
-        return "it has leading/trailing spaces or control characters"
-    return None
-
-
-def user_errors(users: Any, variable: str = "orthanc_users") -> list[str]:
-    """Validate users ``{name, role, password?}``: shape, roles, and password strength.
-
-    A user without ``password`` is fine (the role generates one); a given password must pass
-    ``password_weakness``. Every message names the user and the fix.
-    """
-    if not isinstance(users, list):
-        return [f"{variable}: must be a list of {{name, role, password?}}"]
-    errors: list[str] = []
-    seen: set = set()
-    for index, user in enumerate(users):
-        if not isinstance(user, dict):
-            errors.append(f"{variable}[{index}]: must be a mapping with name and role")
-            continue
-        name = user.get("name")
-        where = f"{variable}[{name if isinstance(name, str) else index}]"
-        if not isinstance(name, str) or not USER_PATTERN.match(name):
-            errors.append(f"{where}.name: {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
-        elif name in seen:
-            errors.append(f"{where}.name: user {name!r} appears twice; each name must be unique")
-        else:
-            seen.add(name)
-        if user.get("role") not in ROLES:
-            errors.append(f"{where}.role: {user.get('role')!r} must be one of {', '.join(ROLES)}")
-        if "password" in user and user["password"] is not None:
-            why = password_weakness(user["password"], name if isinstance(name, str) else "")
-            if why:
-                errors.append(
-                    f"{where}.password: refused for user {name!r}: {why}. Use at least "
-                    f"{MIN_PASSWORD_LENGTH} characters that are not a known default (e.g. a vaulted "
-                    "random value), or remove `password` to have one generated on the controller"
-                )
-    return errors
-
-
-def modality_errors(modalities: Any, variable: str = "orthanc_modalities") -> list[str]:
-    """Validate modalities ``{name, aet, host, port, allow, tls}`` for Orthanc."""
-    if not isinstance(modalities, list):
-        return [f"{variable}: must be a list of {{name, aet, host, port, allow, tls}}"]
-    errors: list[str] = []
-    names: set = set()
-    aets: set = set()
-    for index, modality in enumerate(modalities):
-        if not isinstance(modality, dict):
-            errors.append(f"{variable}[{index}]: must be a mapping with name, aet, host, port, allow")
-            continue
-        name = modality.get("name")
-        where = f"{variable}[{name if isinstance(name, str) else index}]"
-        if not isinstance(name, str) or not MODALITY_NAME_PATTERN.match(name):
-            errors.append(f"{where}.name: {name!r} must be letters, digits, '.', '_' or '-' (e.g. mri-1)")
-        elif name in names:
-            errors.append(f"{where}.name: {name!r} appears twice; each must be unique")
-        else:
-            names.add(name)
-        check = aet_error(modality.get("aet"), f"{where}.aet")
-        if check:
-            errors.append(check)
-        elif modality["aet"] in aets:
-            errors.append(f"{where}.aet: {modality['aet']!r} appears twice; each must be unique")
-        else:
-            aets.add(modality["aet"])
-        try:
-            ipaddress.ip_address(str(modality.get("host")))
-        except ValueError:
-            errors.append(
-                f"{where}.host: {modality.get('host')!r} must be the single IP address Orthanc sees "
-                "the association come from (DicomCheckModalityHost compares it)"
-            )
-        check = _port_error(modality.get("port", 104), f"{where}.port")
-        if check:
-            errors.append(check)
-        allow = modality.get("allow", [])
-        if not isinstance(allow, list) or any(a not in COMMANDS for a in allow):
-            errors.append(f"{where}.allow: {allow!r} must be a list of {', '.join(COMMANDS)}")
-        if not isinstance(modality.get("tls", False), bool):
-            errors.append(f"{where}.tls: must be true or false")
-    return errors
 
 
 def settings_errors(settings: dict) -> list[str]:
-    """Check the role's Orthanc settings (see ``main_config`` for the keys)."""
+    """Check the role's own Orthanc settings (see ``main_config`` for the keys).
+
+    The AE titles, the DICOM port, the modalities and their clashes with ``http_port`` and
+    ``selfcheck_aet`` are site facts: ``site_model_errors`` checks them.
+    """
     errors: list[str] = []
-    check = aet_error(settings.get("aet"), "orthanc_dicom_aet")
-    if check:
-        errors.append(check)
-    for key, variable in (("dicom_port", "orthanc_dicom_port"), ("http_port", "orthanc_http_port")):
-        check = _port_error(settings.get(key), variable)
-        if check:
-            errors.append(check)
-    if settings.get("dicom_port") == settings.get("http_port"):
-        errors.append("orthanc_dicom_port and orthanc_http_port must differ")
+    http_port = settings.get("http_port")
+    if isinstance(http_port, bool) or not isinstance(http_port, int) or not 1 <= http_port <= 65535:
+        errors.append(f"orthanc_http_port: {http_port!r} is not a port number; use a whole number from 1 to 65535")
     for key, minimum in (
         ("dicom_scp_timeout", 1),
         ("dicom_scu_timeout", 1),
@@ -201,27 +71,11 @@ def settings_errors(settings: dict) -> list[str]:
         value = settings.get(key)
         if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") in ("", "/etc/orthanc"):
             errors.append(f"orthanc_{key}: {value!r} must be an absolute directory outside /etc/orthanc")
-    check = aet_error(settings.get("selfcheck_aet"), "orthanc_selfcheck_aet")
-    if check:
-        errors.append(check)
-    errors += modality_errors(settings.get("modalities", []))
-    if any(
-        isinstance(m, dict) and m.get("aet") == settings.get("selfcheck_aet")
-        for m in settings.get("modalities", []) or []
-    ):
-        errors.append("orthanc_selfcheck_aet: it is also a modality's aet; pick another AE title")
     tls = settings.get("dicom_tls") or {}
     if tls.get("enabled"):
         for key in ("certificate", "private_key", "trusted_certificates"):
             if not isinstance(tls.get(key), str) or not tls[key].startswith("/"):
                 errors.append(f"orthanc_dicom_tls_{key}: an absolute path is required when DICOM TLS is on")
-    else:
-        plain_tls = [m.get("name") for m in settings.get("modalities", []) or [] if isinstance(m, dict) and m.get("tls")]
-        if plain_tls:
-            errors.append(
-                f"orthanc_modalities: {', '.join(map(str, plain_tls))} set tls: true but orthanc_dicom_tls is "
-                "false; Orthanc's DICOM port is either TLS or plain: enable site_dicom.tls or set tls: false"
-            )
     overrides = settings.get("overrides") or {}
     if not isinstance(overrides, dict):
         errors.append("orthanc_config_overrides: must be a mapping of Orthanc configuration keys")
@@ -350,11 +204,14 @@ def main_config(settings: dict) -> dict:
 
 
 def registered_users(users: list[dict]) -> dict:
-    """``RegisteredUsers`` (name -> password); refuses to render a weak password."""
-    errors = user_errors(users)
+    """``RegisteredUsers`` (name -> password); refuses to render no user or a user without password.
+
+    Password strength was checked before (``site_model_errors`` on the final users, generated
+    passwords included: roles/orthanc/tasks/credentials.yml).
+    """
     missing = [u.get("name") for u in users if not u.get("password")]
-    if errors or missing:
-        raise ValueError("; ".join(errors) or f"users without a password: {missing}")
+    if missing:
+        raise ValueError(f"users without a password: {missing}")
     if not users:
         raise ValueError("orthanc_users: at least one user is required (Orthanc would create orthanc:orthanc)")
     return {u["name"]: u["password"] for u in users}
@@ -397,7 +254,6 @@ class FilterModule:
     def filters(self) -> dict:
         return {
             "orthanc_settings_errors": settings_errors,
-            "orthanc_user_errors": user_errors,
             "orthanc_main_config": main_config,
             "orthanc_registered_users": registered_users,
             "orthanc_user_roles": user_roles,
