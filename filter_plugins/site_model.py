@@ -675,9 +675,8 @@ def _modality_path_errors(facts: dict, context: dict) -> list[str]:
     clients = _clients_by_name(facts)
     revoked = facts.get("site_vpn_revoked") if isinstance(facts.get("site_vpn_revoked"), list) else []
     servers = {a for a in (parse_address(v) for v in (facts.get("site_pacs_addresses") if isinstance(facts.get("site_pacs_addresses"), list) else [])) if a}
-    dicom = facts.get("site_dicom") if isinstance(facts.get("site_dicom"), dict) else {"tls": False}
-    if "site_dicom" not in facts:
-        dicom = {"tls": False}
+    # A view without site_dicom.tls (a role that does not read it) does not check the link.
+    dicom = facts.get("site_dicom") if isinstance(facts.get("site_dicom"), dict) else {}
     errors = []
     for index, modality in enumerate(modalities):
         if not isinstance(modality, dict):
