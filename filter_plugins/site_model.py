@@ -852,6 +852,43 @@ def dicom_allowed_sources(
     ]
 
 
+def site_access(facts: dict) -> list[str]:
+    """Who may connect from where, one plain line each, as the model grants it (docs/inventory.md).
+
+    The same facts the firewall, nginx, OpenVPN and Orthanc are generated from; for the status
+    command (playbooks/status.yml).
+    """
+    dicom = facts.get("site_dicom") or {}
+    vpn = facts.get("site_vpn") or {}
+    https_port = facts.get("site_https_port", DEFAULTS["https_port"])
+    dicom_port = dicom.get("port", DEFAULTS["dicom_port"])
+    revoked = set(facts.get("site_vpn_revoked") or [])
+    lines = []
+    for source in facts.get("site_admin_sources") or []:
+        lines.append(f"admin source {source}: SSH 22, HTTPS {https_port}")
+    for source in facts.get("site_https_sources") or []:
+        lines.append(f"https source {source}: HTTPS {https_port}")
+    for modality in facts.get("site_modalities") or []:
+        path = f"through VPN gateway {modality['vpn_gateway']}" if modality.get("vpn_gateway") else "directly"
+        tls = " with DICOM TLS" if modality.get("tls") and dicom.get("tls") else ""
+        allowed = ", ".join(modality.get("allow") or []) or "nothing"
+        lines.append(
+            f"modality {modality['name']} (AE {modality['aet']}) from {modality['host']} {path}: "
+            f"DICOM {dicom_port}{tls} ({allowed})"
+        )
+    if vpn.get("enabled"):
+        sources = ", ".join(str(s) for s in vpn.get("sources") or ["any"])
+        lines.append(f"VPN {vpn.get('port', DEFAULTS['vpn_port'])}/{vpn.get('proto', DEFAULTS['vpn_proto'])} from {sources}")
+        reach = {"modality_gateway": f"DICOM {dicom_port}", "radiologist": f"HTTPS {https_port}", "admin": f"SSH 22, HTTPS {https_port}"}
+        for client in facts.get("site_vpn_clients") or []:
+            state = " REVOKED" if client.get("name") in revoked else ""
+            lines.append(
+                f"vpn {client.get('kind')} {client.get('name')} at {client.get('address')}{state}: "
+                f"{'nothing' if state else reach.get(client.get('kind'), '?')}"
+            )
+    return lines
+
+
 class FilterModule:
     """Expose the site model to Jinja."""
 
@@ -862,4 +899,5 @@ class FilterModule:
             "site_https_allowed_sources": https_allowed_sources,
             "site_dicom_allowed_sources": dicom_allowed_sources,
             "site_vpn_server_address": vpn_server_address,
+            "site_access": site_access,
         }

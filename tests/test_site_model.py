@@ -404,3 +404,14 @@ def test_every_declared_fact_is_documented():
     doc = (ROOT / "docs" / "inventory.md").read_text()
     for fact in sm.FACTS:
         assert f"`{fact}`" in doc, fact
+
+
+def test_site_access_lists_every_peer_and_what_it_reaches():
+    lines = sm.site_access(site_facts("example"))
+    assert "admin source 198.51.100.0/28: SSH 22, HTTPS 443" in lines
+    assert "modality mri-1 (AE MRI1) from 192.168.50.10 through VPN gateway site-a-gw: DICOM 4242 with DICOM TLS (echo, store)" in lines
+    assert "vpn radiologist dr-smith at 10.8.0.20: HTTPS 443" in lines
+    assert "VPN 1194/udp from 0.0.0.0/0" in lines
+    facts = site_facts("example")
+    facts["site_vpn_revoked"] = ["dr-jones"]
+    assert "vpn radiologist dr-jones at 10.8.0.21 REVOKED: nothing" in sm.site_access(facts)
