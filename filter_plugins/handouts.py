@@ -65,6 +65,8 @@ def modality_fields(facts: dict, modality: dict) -> dict:
         "calling_aet": modality["aet"],
         "called_aet": dicom.get("aet", "ORTHANC"),
         "host": _vpn_server_address(vpn) if gateway else _server_name(facts),
+        # The same server by address, for a console that takes no DNS name (direct path only).
+        "host_addresses": [] if gateway else [str(a) for a in facts.get("site_pacs_addresses") or []],
         "port": int(dicom.get("port", 4242)),
         "tls": tls,
         "tls_files": (
@@ -152,6 +154,10 @@ def _modality_page(fields: dict, changed: list[str]) -> dict:
         ("Calling AE title (this modality)", fields["calling_aet"]),
         ("Called AE title (the PACS)", fields["called_aet"]),
         ("PACS host", fields["host"]),
+    ]
+    if fields["host_addresses"] and fields["host_addresses"] != [fields["host"]]:
+        console.append(("PACS address, if the console takes no DNS name", ", ".join(fields["host_addresses"])))
+    console += [
         ("PACS port", str(fields["port"])),
         ("DICOM TLS", "on" if fields["tls"] else "off"),
     ]

@@ -98,6 +98,8 @@ FACTS: dict[str, str] = {
     "site_artifacts_dir": "controller directory for generated files and hand-outs",
     "site_alerts": "{email, webhook_url} for monitoring notifications",
     "site_acme_webroot": "where ACME http-01 challenges are written and served",
+    "site_ssh_allow_users": "user names (or sshd patterns) that may log in over SSH (list)",
+    "site_ssh_allow_groups": "groups whose members may log in over SSH (list)",
 }
 # The keys each mapping fact (or list item) may have.
 KEYS: dict[str, tuple[str, ...]] = {
@@ -557,6 +559,29 @@ def _check_alerts(facts: dict) -> list[str]:
     return errors
 
 
+def ssh_access_errors(facts: dict) -> list[str]:
+    """``site_ssh_allow_users`` / ``site_ssh_allow_groups``: lists of sshd AllowUsers/AllowGroups
+    patterns (user names may carry ``@host``), read by base_hardening."""
+    errors: list[str] = []
+    patterns = {
+        "site_ssh_allow_users": r"^[A-Za-z0-9_.*?-]+(@[A-Za-z0-9_.*?:/-]+)?$",
+        "site_ssh_allow_groups": r"^[A-Za-z0-9_.*?-]+$",
+    }
+    for fact, pattern in patterns.items():
+        values = facts.get(fact)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            errors.append(_msg(fact, "must be a list of names", "write a YAML list, e.g. [admin]"))
+            continue
+        errors += [
+            _msg(fact, f"{_show(value)} is not a user/group name or sshd pattern", "use letters, digits, . _ - * ? (users may add @host)")
+            for value in values
+            if not isinstance(value, str) or not re.match(pattern, value)
+        ]
+    return errors
+
+
 def _duplicates(items: list, key: str, fact: str, normalise: Any = None, fold_case: bool = False) -> list[str]:
     seen: dict = {}
     errors = []
@@ -780,6 +805,7 @@ def site_model_errors(facts: dict, context: dict | None = None) -> list[str]:
     errors += _check_certificates(facts, context)
     errors += _check_paths(facts)
     errors += _check_alerts(facts)
+    errors += ssh_access_errors(facts)
     errors += _cross_network_errors(facts)
     errors += _port_clash_errors(facts, context)
     errors += _modality_path_errors(facts, context)

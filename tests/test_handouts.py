@@ -57,11 +57,23 @@ def test_direct_and_gateway_modalities_get_their_own_path():
     assert "route 10.8.0.0/24 via" in files["modality-mri-1.md"]
 
 
-def test_lab_modality_companion_is_enough_to_configure_a_client():
-    fields = json.loads(ho.site_handouts(site_facts("lab"))["files"]["modality-mri-1.json"])
-    assert {"calling_aet", "called_aet", "host", "port", "tls", "tls_files"} <= set(fields)
-    assert (fields["calling_aet"], fields["called_aet"], fields["host"], fields["port"], fields["tls"]) == (
-        "MRI1", "ORTHANC", "pacs.lab.test", 4242, False)
+@pytest.mark.parametrize("inventory", ["example", "lab"])
+def test_modality_companion_is_enough_to_configure_a_client(inventory):
+    """The JSON companion alone gives a DICOM client everything: AE titles, where, TLS files."""
+    facts = site_facts(inventory)
+    files = ho.site_handouts(facts)["files"]
+    tunnel = "10.8.0.1" if facts.get("site_vpn", {}).get("enabled") else None
+    for modality in facts["site_modalities"]:
+        fields = json.loads(files[f"modality-{modality['name']}.json"])
+        assert (fields["calling_aet"], fields["called_aet"], fields["port"]) == (
+            modality["aet"], facts["site_dicom"]["aet"], facts["site_dicom"]["port"])
+        if modality.get("vpn_gateway"):
+            assert fields["host"] == tunnel and fields["gateway"]["name"] == modality["vpn_gateway"]
+        else:
+            assert fields["host"] == facts["site_pacs_fqdn"]
+            assert fields["host_addresses"] == facts["site_pacs_addresses"]
+        if fields["tls"]:
+            assert set(fields["tls_files"]) == {"certificate", "private_key", "ca"}
 
 
 def test_no_handout_holds_a_password_or_key_material():

@@ -415,3 +415,12 @@ def test_site_access_lists_every_peer_and_what_it_reaches():
     facts = site_facts("example")
     facts["site_vpn_revoked"] = ["dr-jones"]
     assert "vpn radiologist dr-jones at 10.8.0.21 REVOKED: nothing" in sm.site_access(facts)
+
+
+def test_ssh_allow_lists_are_checked():
+    assert sm.ssh_access_errors({}) == []
+    assert sm.ssh_access_errors({"site_ssh_allow_users": ["admin", "ops-*", "it@10.0.0.0/8"], "site_ssh_allow_groups": ["sudo"]}) == []
+    errors = sm.ssh_access_errors({"site_ssh_allow_users": "admin", "site_ssh_allow_groups": ["bad group"]})
+    assert errors[0].startswith("site_ssh_allow_users: must be a list")
+    assert errors[1].startswith("site_ssh_allow_groups: 'bad group'")
+    assert any(e.startswith("site_ssh_allow_users:") for e in sm.site_model_errors({"site_ssh_allow_users": ["a b"]}))
