@@ -11,16 +11,14 @@ A valid inventory through playbooks/validate.yml passes (the control).
 from __future__ import annotations
 
 import copy
-import os
 import pathlib
-import subprocess
 
 import pytest
 import testinfra
 import yaml
+from conftest import PROJECT, run_playbook, write_inventory
 
 HOST = testinfra.get_host("docker://mol-validation-pacs")
-PROJECT = pathlib.Path(__file__).resolve().parents[3]
 EXAMPLE = yaml.safe_load((PROJECT / "inventories/example/group_vars/all/site.yml").read_text())
 PACKAGES = ("orthanc", "nginx", "ufw", "openvpn", "fail2ban", "easy-rsa")
 
@@ -59,18 +57,8 @@ def _variables(changes) -> dict:
 
 
 def _run(tmp_path: pathlib.Path, variables: dict, playbook: str = "site.yml") -> tuple[int, str]:
-    inventory = tmp_path / "inventory"
-    (inventory / "group_vars" / "all").mkdir(parents=True)
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"pacs": {"hosts": {
-        "mol-validation-pacs": {"ansible_connection": "community.docker.docker"}}}}}}))
     variables = dict(variables, site_artifacts_dir=str(tmp_path / "artifacts"))
-    (inventory / "group_vars" / "all" / "site.yml").write_text(yaml.safe_dump(variables))
-    # The project's own ansible.cfg (roles, filter plugins), not molecule's.
-    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    result = subprocess.run(["ansible-playbook", "-i", str(inventory), playbook], cwd=PROJECT,
-                            capture_output=True, text=True, env=env, timeout=600)
-    return result.returncode, result.stdout + result.stderr
+    return run_playbook(write_inventory(tmp_path, variables), playbook)
 
 
 def _assert_host_untouched():
