@@ -19,7 +19,8 @@ Before the table, a request is refused (fail closed) when:
 - Orthanc's effective configuration does not enforce authentication (``configuration_errors``):
   the user name in the Authorization header would then not have been checked;
 - the URI is not plain printable ASCII, holds ``%``, a backslash or a ``.``/``..`` segment;
-- it asks for a method override (``X-HTTP-Method-Override`` header, ``?_method=``): Orthanc
+- it asks for a method override (``X-HTTP-Method-Override`` header, or ``?_method=`` when
+  orthanc-python passes the GET arguments; 4.0 does not, so nginx refuses ``?_method=``): Orthanc
   honours both, and Orthanc Explorer uses neither;
 - the method is not GET, POST, PUT or DELETE (Orthanc passes WebDAV PROPFIND as GET: nginx
   refuses other methods before they reach Orthanc);
