@@ -185,3 +185,23 @@ def test_filter_module_exposes_every_filter():
         "log_monitoring_certificate_watch", "log_monitoring_check_units",
         "log_monitoring_forbidden_orthanc_flags", "log_monitoring_config_errors",
     }
+
+
+def _render(template, **variables):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / "templates")), undefined=jinja2.StrictUndefined)
+    env.filters["comment"] = lambda text: "# " + str(text)
+    env.filters["bool"] = bool
+    return env.get_template(template).render(ansible_managed="managed", **variables)
+
+
+ROLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "roles" / "log_monitoring"
+
+
+@pytest.mark.parametrize("whole_host", [False, True])
+def test_openvpn_filter_counts_per_packet_lines_only_with_whole_host_bans(whole_host):
+    text = _render("fail2ban-filter-openvpn.conf.j2", log_monitoring_fail2ban_whole_host_bans=whole_host)
+    failregex = text.split("failregex =", 1)[1].split("ignoreregex", 1)[0]
+    assert "TLS handshake failed" in failregex
+    assert ("tls-crypt unwrapping failed" in failregex) is whole_host
