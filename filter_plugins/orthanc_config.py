@@ -31,7 +31,43 @@ INVENTED_KEYS = (
     "RestApi",
 )
 # Keys that live in another file of /etc/orthanc: a key defined in two files is fatal.
-RESERVED_KEYS = ("RegisteredUsers", "PythonScript", "PythonVerbose", "ServeFolders", "Worklists")
+RESERVED_KEYS = ("RegisteredUsers", "PythonScript", "PythonVerbose", "ServeFolders", "Worklists", "OrthancRemoteFilter")
+# Keys the role sets to enforce a control: an override would switch it off or route around it.
+WEAKENING_KEYS = {
+    "AuthenticationEnabled": "with authentication off Orthanc believes any user name in the Authorization header",
+    "RemoteAccessAllowed": "Orthanc's HTTP port must stay local (nginx terminates HTTPS in front)",
+    "HttpPort": "the loopback guard and nginx use orthanc_http_port: set that variable instead",
+    "SslEnabled": "Orthanc's own HTTPS crashes on Debian 12: nginx terminates HTTPS",
+    "ExecuteLuaEnabled": "it lets /tools/execute-script run code on the server",
+    "LuaScripts": "Lua scripts run code inside Orthanc and can replace the request filter's decisions",
+    "Plugins": "plugins run code inside Orthanc: use orthanc_extra_plugins (Debian packages)",
+    "WebDavEnabled": "WebDAV exposes the stored studies outside the REST policy",
+    "WebDavDeleteAllowed": "WebDAV exposes the stored studies outside the REST policy",
+    "WebDavUploadAllowed": "WebDAV exposes the stored studies outside the REST policy",
+    "RestApiWriteToFileSystemEnabled": "it lets POST /instances/{id}/export write files on the server",
+    "OverwriteInstances": "it lets any sender replace studies already stored",
+    "DicomAlwaysAllowEcho": "only the listed modalities may associate (site_modalities.allow)",
+    "DicomAlwaysAllowStore": "only the listed modalities may store (site_modalities.allow)",
+    "DicomAlwaysAllowFind": "only the listed modalities may query (site_modalities.allow)",
+    "DicomAlwaysAllowFindWorklist": "only the listed modalities may query (site_modalities.allow)",
+    "DicomAlwaysAllowGet": "only the listed modalities may retrieve (site_modalities.allow)",
+    "DicomAlwaysAllowMove": "only the listed modalities may retrieve (site_modalities.allow)",
+    "DicomCheckModalityHost": "a modality's AE title must come from its own address",
+    "DicomCheckCalledAet": "modalities must call Orthanc's own AE title",
+    "StrictAetComparison": "AE titles are compared with their case",
+    "UnknownSopClassAccepted": "only known SOP classes are stored",
+    "DicomModalities": "modalities come from orthanc_modalities (site_modalities) only",
+    "DicomModalitiesInDatabase": "modalities come from orthanc_modalities (site_modalities) only",
+    "OrthancPeers": "Orthanc peers would receive studies outside the site model",
+    "OrthancPeersInDatabase": "Orthanc peers would receive studies outside the site model",
+    "DicomTlsEnabled": "DICOM TLS follows site_dicom.tls",
+    "DicomTlsRemoteCertificateRequired": "DICOM TLS clients must present a trusted certificate",
+    "HttpsVerifyPeers": "outgoing HTTPS must verify certificates",
+    "LimitFindResults": "set orthanc_limit_find_results instead",
+    "LimitFindInstances": "set orthanc_limit_find_instances instead",
+}
+# Keys refused unless 0 (their default): any other value recycles, i.e. deletes, old patients.
+RECYCLING_KEYS = ("MaximumStorageSize", "MaximumPatientCount")
 COMMAND_KEYS = {
     "echo": "AllowEcho",
     "store": "AllowStore",
@@ -76,22 +112,116 @@ def settings_errors(settings: dict) -> list[str]:
         for key in ("certificate", "private_key", "trusted_certificates"):
             if not isinstance(tls.get(key), str) or not tls[key].startswith("/"):
                 errors.append(f"orthanc_dicom_tls_{key}: an absolute path is required when DICOM TLS is on")
-    overrides = settings.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        errors.append("orthanc_config_overrides: must be a mapping of Orthanc configuration keys")
-    else:
-        for key in overrides:
-            if key in RESERVED_KEYS:
-                errors.append(
-                    f"orthanc_config_overrides: {key} is rendered in its own file by the role "
-                    "(a key in two files is fatal to Orthanc); remove it"
-                )
-        for path in invented_keys(overrides):
-            errors.append(
-                f"orthanc_config_overrides: {path} is not an Orthanc 1.10.1 key (silently ignored); "
-                "see the role README for the real key"
-            )
+    errors += config_override_errors(settings.get("overrides") or {})
     return errors
+
+
+def config_override_errors(overrides: Any, variable: str = "orthanc_config_overrides") -> list[str]:
+    """Why ``orthanc_config_overrides`` cannot be used, one message naming each refused key.
+
+    Refused: keys rendered in another file of /etc/orthanc (fatal to Orthanc), the seed
+    article's invented keys (silently ignored by Orthanc), keys that would weaken a control the
+    role enforces (``WEAKENING_KEYS``) and non-zero recycling limits (``RECYCLING_KEYS``).
+    """
+    if overrides in (None, {}):
+        return []
+    if not isinstance(overrides, dict):
+        return [f"{variable}: must be a mapping of Orthanc configuration keys"]
+    errors: list[str] = []
+    for key, value in overrides.items():
+        if key in RESERVED_KEYS and key not in WEAKENING_KEYS:
+            errors.append(
+                f"{variable}: {key} is rendered in its own file by the role "
+                "(a key in two files is fatal to Orthanc); remove it"
+            )
+        elif key in WEAKENING_KEYS:
+            errors.append(f"{variable}: {key} is refused because it would weaken a control: {WEAKENING_KEYS[key]}; remove it")
+        elif key in RECYCLING_KEYS and value not in (0, "0"):
+            errors.append(
+                f"{variable}: {key} is refused: a non-zero value makes Orthanc delete the oldest "
+                "patients to make room; remove it (or set 0) and watch the disk check instead"
+            )
+    for path in invented_keys(overrides):
+        errors.append(
+            f"{variable}: {path} is not an Orthanc 1.10.1 key (silently ignored); see the role README for the real key"
+        )
+    return errors
+
+
+def _debian_order(char: str) -> int:
+    """dpkg's weight of one character: end and digits 0, '~' first, letters, then the rest."""
+    if not char or char.isdigit():
+        return 0
+    if char == "~":
+        return -1
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256
+
+
+def _compare_part(left: str, right: str) -> int:
+    """dpkg's comparison of an upstream version or revision (verrevcmp in dpkg's lib/dpkg/version.c)."""
+    i = j = 0
+
+    def at(text: str, k: int) -> str:
+        return text[k] if k < len(text) else ""
+
+    while i < len(left) or j < len(right):
+        first_diff = 0
+        while (at(left, i) and not at(left, i).isdigit()) or (at(right, j) and not at(right, j).isdigit()):
+            lc, rc = _debian_order(at(left, i)), _debian_order(at(right, j))
+            if lc != rc:
+                return -1 if lc < rc else 1
+            i, j = i + 1, j + 1
+        while at(left, i) == "0":
+            i += 1
+        while at(right, j) == "0":
+            j += 1
+        while at(left, i).isdigit() and at(right, j).isdigit():
+            if not first_diff:
+                first_diff = ord(left[i]) - ord(right[j])
+            i, j = i + 1, j + 1
+        if at(left, i).isdigit():
+            return 1
+        if at(right, j).isdigit():
+            return -1
+        if first_diff:
+            return -1 if first_diff < 0 else 1
+    return 0
+
+
+def _split_version(version: str) -> tuple[int, str, str]:
+    version = version.strip()
+    epoch = 0
+    if ":" in version:
+        head, version = version.split(":", 1)
+        epoch = int(head)
+    upstream, _, revision = version.rpartition("-") if "-" in version else (version, "", "")
+    return epoch, upstream, revision
+
+
+def debian_version_compare(left: str, right: str) -> int:
+    """-1, 0 or 1 as Debian orders two package versions (``dpkg --compare-versions``)."""
+    le, lu, lr = _split_version(left)
+    re_, ru, rr = _split_version(right)
+    if le != re_:
+        return -1 if le < re_ else 1
+    return _compare_part(lu, ru) or _compare_part(lr, rr)
+
+
+def package_version_error(package: str, found: Any, minimum: str) -> str | None:
+    """Why the installed ``package`` version is not acceptable, or None."""
+    if not found or not isinstance(found, str):
+        return f"{package} is not installed (needed: {minimum} or later)"
+    try:
+        if debian_version_compare(found, minimum) < 0:
+            return (
+                f"{package} {found} is installed but {minimum} or later is needed: upgrade it "
+                "(apt-get install --only-upgrade " + package + ") from Debian's security archive"
+            )
+    except ValueError:
+        return f"{package}: cannot read the installed version {found!r} (needed: {minimum} or later)"
+    return None
 
 
 def modalities_config(modalities: list[dict], dicom_tls: bool = False) -> dict:
@@ -259,4 +389,6 @@ class FilterModule:
             "orthanc_user_roles": user_roles,
             "orthanc_with_passwords": with_passwords,
             "orthanc_invented_keys": invented_keys,
+            "orthanc_config_override_errors": config_override_errors,
+            "orthanc_package_version_error": package_version_error,
         }

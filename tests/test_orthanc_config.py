@@ -1,9 +1,12 @@
 """Unit tests for filter_plugins/orthanc_config.py (inventory -> Orthanc configuration)."""
 
 import json
+import shutil
+import subprocess
 
 import pytest
 from hypothesis import given
+from hypothesis import settings as settings_hyp
 from hypothesis import strategies as st
 
 import orthanc_config as oc
@@ -311,4 +314,63 @@ def test_invented_keys_found_anywhere():
 
 def test_filter_module_exposes_the_filters():
     names = oc.FilterModule().filters()
-    assert {"orthanc_main_config", "orthanc_settings_errors"} <= set(names)
+    assert {"orthanc_main_config", "orthanc_settings_errors", "orthanc_config_override_errors"} <= set(names)
+
+
+# --- overrides that would weaken a control (issue 10) ------------------------------------------
+
+@pytest.mark.parametrize("key", sorted(oc.WEAKENING_KEYS))
+def test_each_weakening_override_is_refused_naming_the_key(key):
+    errors = oc.config_override_errors({key: False})
+    assert len(errors) == 1 and f"orthanc_config_overrides: {key} is refused" in errors[0], errors
+    assert any(key in e for e in oc.settings_errors(settings(overrides={key: True})))
+
+
+@pytest.mark.parametrize("key", oc.RECYCLING_KEYS)
+def test_recycling_limits_are_refused_unless_zero(key):
+    assert oc.config_override_errors({key: 0}) == []
+    errors = oc.config_override_errors({key: 100})
+    assert len(errors) == 1 and key in errors[0] and "delete the oldest" in errors[0]
+
+
+def test_harmless_overrides_pass_and_errors_name_every_bad_key():
+    assert oc.config_override_errors({"StableAge": 30, "ConcurrentJobs": 4}) == []
+    errors = oc.config_override_errors({"AuthenticationEnabled": False, "ExecuteLuaEnabled": True, "StableAge": 5})
+    assert len(errors) == 2 and "AuthenticationEnabled" in errors[0] and "ExecuteLuaEnabled" in errors[1]
+    assert oc.config_override_errors("nope") == ["orthanc_config_overrides: must be a mapping of Orthanc configuration keys"]
+
+
+# --- Debian version comparison (the Orthanc package floor) -------------------------------------
+
+MINIMUM = "1.10.1+dfsg-2+deb12u1"
+
+
+@pytest.mark.parametrize(
+    ("found", "ok"),
+    [("1.10.1+dfsg-2+deb12u1", True), ("1.10.1+dfsg-2+deb12u2", True), ("1.10.1+dfsg-2", False),
+     ("1.10.1+dfsg-1", False), ("1.10.1+dfsg-2+deb12u1~bpo1", False), ("1.10.1+dfsg-3", True),
+     ("1.12.7+dfsg-1", True), ("1:1.0-1", True), ("1.9.7+dfsg-6", False), ("1.10.1+dfsg-2+deb12u10", True)],
+)
+def test_orthanc_version_floor(found, ok):
+    error = oc.package_version_error("orthanc", found, MINIMUM)
+    assert (error is None) is ok
+    if not ok:
+        assert found in error and MINIMUM in error and "orthanc" in error
+
+
+def test_missing_package_is_an_error():
+    assert "not installed" in oc.package_version_error("orthanc", "", MINIMUM)
+
+
+VERSION = st.from_regex(r"([0-9]:)?[0-9][0-9a-z.+~]{0,8}(-[0-9a-z.+~]{1,8})?", fullmatch=True)
+
+
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs dpkg (Debian)")
+@settings_hyp(max_examples=150, deadline=None)
+@given(VERSION, VERSION)
+def test_comparison_agrees_with_dpkg(left, right):
+    def dpkg(op):
+        return subprocess.run(["dpkg", "--compare-versions", left, op, right], check=False).returncode == 0
+
+    expected = -1 if dpkg("lt") else (1 if dpkg("gt") else 0)
+    assert oc.debian_version_compare(left, right) == expected
