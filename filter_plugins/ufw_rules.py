@@ -58,8 +58,9 @@ def input_errors(settings: dict) -> list[str]:
             errors.append(f"ufw_firewall_{key}: {settings.get(key)!r} is not a policy; use {', '.join(POLICIES)}")
     if settings.get("logging") not in LOGGING_LEVELS:
         errors.append(f"ufw_firewall_logging: {settings.get('logging')!r} is not a level; use {', '.join(LOGGING_LEVELS)}")
-    if not re.match(r"^/[A-Za-z0-9_./-]+$", str(settings.get("ipt_sysctl", ""))):
-        errors.append(f"ufw_firewall_ipt_sysctl: {settings.get('ipt_sysctl')!r} is not an absolute path; give one")
+    ipt_sysctl = settings.get("ipt_sysctl", "")
+    if ipt_sysctl and not re.match(r"^/[A-Za-z0-9_./-]+$", str(ipt_sysctl)):
+        errors.append(f"ufw_firewall_ipt_sysctl: {ipt_sysctl!r} is not an absolute path; give one, or leave it empty")
     if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", str(settings.get("vpn_interface", ""))):
         errors.append(f"ufw_firewall_vpn_interface: {settings.get('vpn_interface')!r} is not an interface name; use e.g. tun0")
     if not re.match(r"^[a-z0-9][a-z0-9-]*$", str(settings.get("comment_prefix", ""))):
@@ -68,8 +69,13 @@ def input_errors(settings: dict) -> list[str]:
         value = settings.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
             errors.append(f"ufw_firewall_{key}: {value!r} is not a port number; use a whole number from 1 to 65535")
-    if not isinstance(settings.get("sysctl_settings"), dict):
+    sysctl = settings.get("sysctl_settings")
+    if not isinstance(sysctl, dict):
         errors.append("ufw_firewall_sysctl_settings: is not a mapping; write key: value pairs (e.g. net/ipv4/ip_forward: 1)")
+    else:
+        for key in sysctl:
+            if not re.match(r"^[a-z0-9_]+([./][a-z0-9_-]+)+$", str(key)):
+                errors.append(f"ufw_firewall_sysctl_settings: {key!r} is not a sysctl key; write e.g. net.ipv4.ip_forward")
     return errors
 
 

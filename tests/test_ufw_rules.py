@@ -140,13 +140,14 @@ GOOD_INPUTS = {
 
 def test_input_errors_accept_the_defaults():
     assert ur.input_errors(GOOD_INPUTS) == []
+    assert ur.input_errors({**GOOD_INPUTS, "ipt_sysctl": "", "sysctl_settings": {"net/ipv4/ip_forward": 1}}) == []
 
 
 @pytest.mark.parametrize(
     "key, value",
     [("unmanaged_rules", "delete"), ("default_input_policy", "drop"), ("logging", "verbose"),
      ("ipt_sysctl", "sysctl.conf"), ("vpn_interface", "tun 0"), ("comment_prefix", "Orthanc"),
-     ("ssh_port", 0), ("https_port", "443"), ("sysctl_settings", [])],
+     ("ssh_port", 0), ("https_port", "443"), ("sysctl_settings", []), ("sysctl_settings", {"Not A Key": 1})],
 )
 def test_input_errors_name_the_variable_and_fix(key, value):
     errors = ur.input_errors({**GOOD_INPUTS, key: value})
