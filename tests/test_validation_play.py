@@ -24,8 +24,10 @@ PLAYBOOK = str(_BESIDE) if _BESIDE.is_file() else shutil.which("ansible-playbook
 pytestmark = pytest.mark.skipif(PLAYBOOK is None, reason="needs ansible-playbook (make venv)")
 
 
-def run(tmp_path, changes: dict) -> tuple[int, str]:
+def run(tmp_path, changes: dict, playbook: str = "playbooks/validate.yml") -> tuple[int, str]:
     inventory = tmp_path / "inventory"
+    if inventory.exists():
+        shutil.rmtree(inventory)
     (inventory / "group_vars" / "all").mkdir(parents=True)
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"pacs": {"hosts": {
         "orthanc-remote-no-such-container": {"ansible_connection": "community.docker.docker"}}}}}}))
@@ -33,7 +35,7 @@ def run(tmp_path, changes: dict) -> tuple[int, str]:
     (inventory / "group_vars" / "all" / "site.yml").write_text(yaml.safe_dump(variables))
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    result = subprocess.run([PLAYBOOK, "-i", str(inventory), "playbooks/validate.yml"], cwd=ROOT,
+    result = subprocess.run([PLAYBOOK, "-i", str(inventory), playbook], cwd=ROOT,
                             capture_output=True, text=True, env=env, timeout=300)
     return result.returncode, result.stdout + result.stderr
 
@@ -61,3 +63,19 @@ def test_role_variables_are_all_refused_at_once(tmp_path):
                  "- log_monitoring_fail2ban_bantime: 'forever' is not a fail2ban time",
                  "- ufw_firewall_comment_prefix: 'Bad Prefix' is not usable"):
         assert line in out, line
+
+
+def test_handouts_play_writes_every_page_on_the_controller_and_a_second_run_changes_nothing(tmp_path):
+    rc, out = run(tmp_path, {}, "playbooks/handouts.yml")
+    assert rc == 0 and "unreachable=0" in out, out
+    handouts = tmp_path / "artifacts" / "handouts"
+    names = {p.name for p in handouts.iterdir()}
+    for entry in ("modality-mri-1", "modality-ct-1", "radiologist-dr-smith", "radiologist-dr-jones"):
+        assert {f"{entry}.md", f"{entry}.html", f"{entry}.json"} <= names
+    assert {"index.md", "state.json"} <= names
+    assert oct(handouts.stat().st_mode)[-3:] == "700"
+    rc, out = run(tmp_path, {}, "playbooks/handouts.yml")
+    assert rc == 0 and "changed=0" in out, out
+    rc, out = run(tmp_path, {"site_dicom": {"aet": "CENTRE_A_PACS", "port": 11112, "tls": True}}, "playbooks/handouts.yml")
+    assert rc == 0, out
+    assert "- port: 4242 -> 11112" in (handouts / "modality-ct-1.md").read_text()
