@@ -54,7 +54,7 @@ def test_ufw_and_fail2ban_are_both_active():
     jails = pacs.check_output("fail2ban-client status")
     for jail in ("sshd", "orthanc-https", "orthanc-dicom", "orthanc-openvpn"):
         assert jail in jails
-    assert f"port = 80,{HTTPS_PORT}" in pacs.check_output("cat /etc/fail2ban/jail.d/*.local")
+    assert f"port = {HTTPS_PORT}" in pacs.check_output("cat /etc/fail2ban/jail.d/*.local")
 
 
 def test_nginx_listens_on_the_site_https_port_only():
