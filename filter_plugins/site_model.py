@@ -242,6 +242,30 @@ def site_model_errors(facts: dict) -> list[str]:
     errors += vpn_errors(facts.get("site_vpn"))
     errors += vpn_client_errors(vpn_clients, facts.get("site_vpn") or {})
     errors += user_errors(facts.get("site_users") or [])
+    errors += ssh_access_errors(facts)
+    return errors
+
+
+def ssh_access_errors(facts: dict) -> list[str]:
+    """``site_ssh_allow_users`` / ``site_ssh_allow_groups``: lists of sshd AllowUsers/AllowGroups
+    patterns (user names may carry ``@host``), read by base_hardening."""
+    errors: list[str] = []
+    patterns = {
+        "site_ssh_allow_users": r"^[A-Za-z0-9_.*?-]+(@[A-Za-z0-9_.*?:/-]+)?$",
+        "site_ssh_allow_groups": r"^[A-Za-z0-9_.*?-]+$",
+    }
+    for variable, pattern in patterns.items():
+        values = facts.get(variable)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            errors.append(f"{variable}: must be a list of names, e.g. [admin]")
+            continue
+        errors += [
+            f"{variable}: {value!r} is not a user/group name or sshd pattern (letters, digits, . _ - * ?)"
+            for value in values
+            if not isinstance(value, str) or not re.match(pattern, value)
+        ]
     return errors
 
 

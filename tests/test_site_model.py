@@ -130,3 +130,13 @@ def test_vpn_settings_are_checked():
     errors = sm.site_model_errors(site)
     for variable in ("site_vpn.port", "site_vpn.proto", "site_vpn.sources", "site_vpn.enabled"):
         assert any(e.startswith(variable) for e in errors), variable
+
+
+def test_ssh_allow_lists_are_checked():
+    assert sm.ssh_access_errors({}) == []
+    assert sm.ssh_access_errors({"site_ssh_allow_users": ["admin", "ops-*", "it@10.0.0.0/8"], "site_ssh_allow_groups": ["sudo"]}) == []
+    errors = sm.ssh_access_errors({"site_ssh_allow_users": "admin", "site_ssh_allow_groups": ["bad group"]})
+    assert errors[0].startswith("site_ssh_allow_users: must be a list")
+    assert errors[1].startswith("site_ssh_allow_groups: 'bad group'")
+    # Through the whole-model check too.
+    assert any("site_ssh_allow_users" in e for e in sm.site_model_errors({"site_ssh_allow_users": ["a b"]}))
