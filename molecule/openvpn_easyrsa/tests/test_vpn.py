@@ -123,6 +123,15 @@ def test_modality_behind_gateway_reaches_pacs_with_its_own_address(probe):
     assert "10.8.0.10 - -" not in log
 
 
+def test_vpn_runs_under_base_hardening():
+    """converge.yml applies base_hardening first (as site.yml does): the site LAN test above ran under it."""
+    hardening = server.file("/etc/sysctl.d/70-orthanc-remote-hardening.conf").content_string
+    assert "net.ipv4.conf.all.rp_filter = 1" in hardening
+    assert "ip_forward" not in hardening
+    assert "install tipc /bin/false" in server.file("/etc/modprobe.d/orthanc-remote-hardening.conf").content_string
+    assert "umask 027" in server.file("/etc/profile.d/orthanc-remote-umask.sh").content_string
+
+
 def test_server_log_has_no_deprecated_options():
     log = server.check_output(f"cat {LOG}")
     assert "Initialization Sequence Completed" in log
