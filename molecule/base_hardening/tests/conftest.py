@@ -22,7 +22,7 @@ def host(name: str):
     return testinfra.get_host(f"docker://mol-hard-{name}")
 
 
-def converge(extra_vars: dict, tags: str = "") -> subprocess.CompletedProcess:
+def converge(extra_vars: dict, tags: str = "", *options: str) -> subprocess.CompletedProcess:
     """Run converge.yml again, as molecule does, with extra vars on top of the scenario's."""
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
     env = dict(os.environ)
@@ -34,6 +34,7 @@ def converge(extra_vars: dict, tags: str = "") -> subprocess.CompletedProcess:
     argv = [str(playbook), "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "converge.yml"), "-e", f"@{extra}"]
     if tags:
         argv += ["--tags", tags]
+    argv += list(options)
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     print(result.stdout[-6000:])
     return result

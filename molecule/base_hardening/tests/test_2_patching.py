@@ -13,8 +13,8 @@ CHECK_SCRIPT = Path(__file__).resolve().parents[3] / "roles" / "log_monitoring" 
 
 
 def test_security_suite_is_in_the_apt_sources(server):
-    sources = server.file("/etc/apt/sources.list.d/orthanc-remote-security.sources").content_string
-    assert "Suites: bookworm-security" in sources
+    sources = server.file("/etc/apt/sources.list.d/orthanc-remote-security.list").content_string
+    assert " http://deb.debian.org/debian-security bookworm-security main" in sources
     assert "bookworm-security/main" in server.check_output("apt-cache policy")
     # Debian's own sources file is as the image had it.
     assert "security" not in server.file("/etc/apt/sources.list").content_string
