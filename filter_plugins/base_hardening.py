@@ -93,18 +93,25 @@ def parse_apt_policy(text: str) -> dict[str, dict[str, str | None]]:
     return packages
 
 
-def version_errors(policy: dict[str, dict[str, str | None]], minimums: dict[str, Any]) -> list[str]:
+def version_errors(
+    policy: dict[str, dict[str, str | None]], minimums: dict[str, Any], upgrading: bool = False
+) -> list[str]:
     """One message per package whose version is below its minimum.
 
     A package counts with its installed version, else with the candidate apt would install (the
-    service roles install nginx and openvpn later in the play). A package apt does not know at all
-    is skipped: it is neither installed nor installable here.
+    service roles install nginx and openvpn later in the play). ``upgrading`` (a check-mode run
+    that would install the pending updates first): an installed package counts with its
+    candidate when that is newer. A package apt does not know at all is skipped: it is neither
+    installed nor installable here.
     """
     errors = []
     for package, minimum in sorted(minimums.items()):
         info = policy.get(package) or {}
         found = info.get("installed") or info.get("candidate")
         how = "installed" if info.get("installed") else "candidate"
+        candidate = info.get("candidate")
+        if upgrading and found and candidate and debian_version_compare(candidate, found) > 0:
+            found, how = candidate, "candidate"
         if not found:
             continue
         if debian_version_compare(found, str(minimum)) < 0:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,20 @@ def converge(extra_vars: dict, tags: str = "", *options: str) -> subprocess.Comp
     return result
 
 
+_LAST_SSH = [0.0]
+
+
+def pace_ssh() -> None:
+    """ufw_firewall rate-limits SSH (6 new connections in 30 s from one address): space them out."""
+    wait = _LAST_SSH[0] + 6.5 - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    _LAST_SSH[0] = time.monotonic()
+
+
 def ssh(user: str, command: str = "id -un", *options: str):
     """An SSH login from the admin workstation with the admin key (BatchMode: never a prompt)."""
+    pace_ssh()
     opts = " ".join(["-o BatchMode=yes", "-o StrictHostKeyChecking=no", "-o ConnectTimeout=5", *options])
     return host("admin").run(f"ssh {opts} {user}@{SERVER} {command}")
 

@@ -1,7 +1,7 @@
 """SSH after the run: the admin's key works from the admin workstation; passwords, root, users
 outside AllowUsers/AllowGroups and weak algorithms are refused."""
 
-from conftest import SERVER, host, ssh
+from conftest import SERVER, host, pace_ssh, ssh
 
 PASSWORD = "Mol-Hard-Passw0rd-71"
 
@@ -15,6 +15,7 @@ def test_admin_logs_in_with_the_key_and_sees_the_banner():
 
 def test_password_login_is_refused_even_with_the_right_password():
     for user in ("admin", "root"):
+        pace_ssh()
         out = host("admin").run(
             f"sshpass -p {PASSWORD} ssh -o StrictHostKeyChecking=no -o ConnectTimeout=5 -o PubkeyAuthentication=no "
             f"-o PreferredAuthentications=password,keyboard-interactive {user}@{SERVER} true"

@@ -11,7 +11,8 @@ def test_kernel_settings_written_without_touching_forwarding(server):
     assert keys["fs.suid_dumpable"] == "0"
     assert "net.ipv4.ip_forward" not in keys
     # Later than ufw_firewall's file, so these win at boot.
-    assert sorted(server.check_output("ls /etc/sysctl.d").split())[-1] == "70-orthanc-remote-hardening.conf"
+    names = sorted(server.check_output("ls /etc/sysctl.d").split())
+    assert names.index("60-orthanc-remote-ufw.conf") < names.index("70-orthanc-remote-hardening.conf")
 
 
 def test_read_only_proc_sys_is_skipped_with_a_notice(server):
