@@ -51,7 +51,7 @@ def check(server):
         # Into the journal under the identifier the timer's unit uses (SyslogIdentifier).
         server.check_output("/usr/local/sbin/orthanc-remote-check --no-notify updates | systemd-cat -t orthanc-remote-check")
         time.sleep(1)
-        return server.run("orthanc-remote-status --since '-10min' --json").stdout
+        return server.run("orthanc-remote-status --since '10 min ago' --json").stdout
 
     return run
 
