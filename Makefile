@@ -13,7 +13,8 @@ export ORTHANC_REMOTE_IMAGE_RESOLVED := $(shell scripts/image-tag.sh)
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup docker image venv lint unit molecule test lab lab-down clean
+.PHONY: help setup docker image venv lint unit molecule test lab lab-down clean \
+	check apply handouts rotate-password renew-certificates status
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +56,28 @@ lab: setup ## Provision the lab containers with site.yml and verify them
 
 lab-down: venv ## Remove the lab containers and network
 	@scripts/lab.sh down $(SITE)
+
+# Day-2 operations on one site (README, "Day-2 operations"): SITE=<dir under inventories/>.
+# Add ASK_VAULT=--ask-vault-pass when the inventory has a vault.
+ANSIBLE_PLAYBOOK = $(BIN)/ansible-playbook -i inventories/$(SITE) $(ASK_VAULT)
+
+check: venv ## Check an inventory without touching a host (SITE=...)
+	$(ANSIBLE_PLAYBOOK) playbooks/validate.yml
+
+apply: venv ## Apply the inventory to the site (after adding a modality, a radiologist...)
+	$(ANSIBLE_PLAYBOOK) site.yml
+
+handouts: venv ## Rewrite the hand-outs under inventories/$(SITE)/artifacts/handouts
+	$(ANSIBLE_PLAYBOOK) playbooks/handouts.yml
+
+rotate-password: venv ## Rotate one Orthanc user's password and apply it (USER=...)
+	$(ANSIBLE_PLAYBOOK) playbooks/rotate-password.yml -e user=$(USER)
+
+renew-certificates: venv ## Reissue the HTTPS and DICOM certificates now
+	$(ANSIBLE_PLAYBOOK) playbooks/renew-certificates.yml
+
+status: venv ## Who may connect from where, certificate expiries, last checks
+	$(ANSIBLE_PLAYBOOK) playbooks/status.yml
 
 clean: lab-down ## Remove the lab, the virtualenv and local caches (not the image)
 	rm -rf $(VENV) .ansible .pytest_cache

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 CHECK_NAMES = ("certs", "disk", "services", "dicom_echo", "updates")
-BANACTIONS = ("auto", "ufw", "nftables-multiport", "nftables-allports", "iptables-multiport", "iptables-allports")
+BANACTIONS = ("auto", "nftables-multiport", "nftables-allports", "iptables-multiport", "iptables-allports")
 # A fail2ban time: plain seconds or a number with a unit (10m, 1h, 1d, 1w); -1 bans forever.
 TIME_PATTERN = re.compile(r"^(-1|\d+|\d+(\.\d+)?\s*(s|m|h|d|w|mo|y|sec|min|hour|day|week)s?)$")
 JAIL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -30,27 +30,48 @@ def _normalise(source: Any) -> str:
     return str(ipaddress.ip_network(str(source).strip(), strict=False))
 
 
-def ignoreip(admin_sources: Iterable[Any] | None, extra: Iterable[Any] | None = None) -> list[str]:
-    """fail2ban's ``ignoreip``: loopback, then the admin sources and any extra CIDRs, de-duplicated.
+def ignoreip(
+    admin_sources: Iterable[Any] | None,
+    extra: Iterable[Any] | None = None,
+    modalities: Iterable[dict] | None = None,
+    vpn_clients: Iterable[dict] | None = None,
+) -> list[str]:
+    """fail2ban's ``ignoreip``: loopback, then the site's own peers, de-duplicated.
 
-    Admin sources are never banned: the IT team must not lock itself out by mistyping a password.
+    Never banned: the admin sources (the IT team must not lock itself out by mistyping a
+    password), every registered modality's host, every VPN modality gateway's tunnel address and
+    the site subnets it routes (a forged or misconfigured line must not cut a modality off), and
+    any extra CIDRs.
     """
+    sources: list[Any] = list(admin_sources or [])
+    for modality in modalities or []:
+        if isinstance(modality, dict) and modality.get("host"):
+            sources.append(modality["host"])
+    for client in vpn_clients or []:
+        if isinstance(client, dict) and client.get("kind") == "modality_gateway":
+            if client.get("address"):
+                sources.append(client["address"])
+            sources.extend(client.get("site_subnets") or [])
     result: list[str] = list(LOOPBACK)
-    for source in list(admin_sources or []) + list(extra or []):
+    for source in sources + list(extra or []):
         cidr = _normalise(source)
         if cidr not in result:
             result.append(cidr)
     return result
 
 
-def choose_banaction(choice: str, ufw_status: str = "") -> str:
-    """Resolve ``auto``: the ufw action when ufw is active, else nftables (what Debian 12 runs)."""
+def choose_banaction(choice: str, whole_host: bool = False) -> str:
+    """Resolve ``auto`` to a ban that fits the jail's ports.
+
+    ``auto`` is nftables-multiport (the jail's ports only), with ufw active or not: fail2ban's
+    ``ufw`` action ignores the jail's port and would cut every service of a banned address (a
+    hospital NAT would lose its VPN gateway and DICOM for five wrong passwords), so it is not
+    offered. fail2ban's own nftables table drops before ufw's chains. ``whole_host`` (the site asks
+    for it) bans every port instead.
+    """
     if choice != "auto":
         return choice
-    for line in (ufw_status or "").splitlines():
-        if line.strip().lower() == "status: active":
-            return "ufw"
-    return "nftables-multiport"
+    return "nftables-allports" if whole_host else "nftables-multiport"
 
 
 def jails(
@@ -185,6 +206,8 @@ def config_errors(config: dict) -> list[str]:
             f"log_monitoring_disk_critical_free_percent ({disk_crit}) must be smaller than "
             f"log_monitoring_disk_warn_free_percent ({disk_warn})"
         )
+    if not isinstance(config.get("fail2ban_whole_host_bans", False), bool):
+        errors.append("log_monitoring_fail2ban_whole_host_bans: must be true or false")
     for source in list(config.get("admin_sources") or []) + list(config.get("fail2ban_ignoreip_extra") or []):
         try:
             _normalise(source)
@@ -193,7 +216,13 @@ def config_errors(config: dict) -> list[str]:
                 f"log_monitoring_admin_sources / log_monitoring_fail2ban_ignoreip_extra: {source!r} "
                 "is not an IP address or CIDR (e.g. 198.51.100.0/28)"
             )
-    if config.get("fail2ban_banaction") not in BANACTIONS:
+    if config.get("fail2ban_banaction") == "ufw":
+        errors.append(
+            "log_monitoring_fail2ban_banaction: ufw is refused: fail2ban's ufw action ignores the jail's "
+            "port and bans the address on every port; use auto (nftables, port-scoped) or set "
+            "log_monitoring_fail2ban_whole_host_bans: true"
+        )
+    elif config.get("fail2ban_banaction") not in BANACTIONS:
         errors.append(
             f"log_monitoring_fail2ban_banaction: {config.get('fail2ban_banaction')!r} must be one of {', '.join(BANACTIONS)}"
         )

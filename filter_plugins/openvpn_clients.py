@@ -227,50 +227,15 @@ def openvpn_profiles_to_remove(profiles: dict[str, str], existing: Iterable[dict
     )
 
 
-def openvpn_errors(
-    clients: Any,
-    vpn: Any,
-    revoked: Any = None,
-    server_cn: str = "server",
-    remote: Any = None,
-) -> list[str]:
-    """Checks the openvpn_easyrsa role needs beyond ``site_model_errors``; messages name the variable and fix."""
-    errors: list[str] = []
-    vpn = vpn or {}
-    try:
-        _network(vpn.get("network"))
-    except (ValueError, TypeError):
-        errors.append(
-            f"site_vpn.network: {vpn.get('network')!r} must be an IPv4 network in CIDR form (e.g. 10.8.0.0/24)"
-        )
-    if vpn.get("proto", "udp") not in ("udp", "tcp", "udp4", "tcp4", "udp6", "tcp6"):
-        errors.append(f"site_vpn.proto: {vpn.get('proto')!r} must be udp or tcp")
-    if not isinstance(revoked, list) and revoked is not None:
-        errors.append("site_vpn_revoked: must be a list of client names")
-    else:
-        for name in revoked or []:
-            if not isinstance(name, str) or not NAME_PATTERN.match(name):
-                errors.append(f"site_vpn_revoked: {name!r} is not a client name (lowercase letters, digits, dashes)")
+def openvpn_errors(remote: Any = None) -> list[str]:
+    """The check the role needs beyond ``site_model_errors`` (which holds every rule about the
+    ``site_vpn*`` facts): clients need an address to connect to."""
     if not remote:
-        errors.append(
-            "site_pacs_fqdn / site_pacs_addresses: clients need an address to connect to; set site_pacs_fqdn "
-            "(or openvpn_easyrsa_remote)"
-        )
-    for client in clients if isinstance(clients, list) else []:
-        if isinstance(client, dict) and client.get("name") == server_cn:
-            errors.append(
-                f"site_vpn_clients[{server_cn}].name: {server_cn!r} is the server certificate's name; rename the client"
-            )
-        if isinstance(client, dict):
-            for subnet in client.get("site_subnets") or []:
-                try:
-                    ipaddress.IPv4Network(str(subnet), strict=True)
-                except ValueError:
-                    errors.append(
-                        f"site_vpn_clients[{client.get('name')}].site_subnets: {subnet!r} must be an IPv4 network "
-                        "in CIDR form with no host bits set (e.g. 192.168.50.0/24)"
-                    )
-    return errors
+        return [
+            "site_pacs_fqdn: VPN clients need an address to connect to and neither site_pacs_fqdn nor "
+            "site_pacs_addresses is set; set site_pacs_fqdn (or openvpn_easyrsa_remote)"
+        ]
+    return []
 
 
 class FilterModule:

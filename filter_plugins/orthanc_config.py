@@ -1,8 +1,7 @@
 """Inventory -> Orthanc configuration for the orthanc role.
 
 Pure functions that turn the role's structured variables (AE title, ports, timeouts, modalities,
-users) into the JSON documents Orthanc 1.10.1 reads, with only keys Orthanc really knows, and
-that refuse weak passwords. The ``FilterModule`` at the bottom only exposes them to Jinja.
+users) into the JSON documents Orthanc 1.10.1 reads, with only keys Orthanc really knows. The ``FilterModule`` at the bottom only exposes them to Jinja.
 
 Orthanc silently ignores keys it does not know; the keys in ``INVENTED_KEYS`` come from a widely
 copied article and do nothing (see shared/facts/orthanc.md), so ``orthanc_invented_keys`` lets the
@@ -11,45 +10,14 @@ role (and its tests) prove none of them is ever rendered.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import sys
-from pathlib import Path
 from typing import Any
 
-# The AE title and port rules are the site model's (one definition for every role); filter plugin
-# files are loaded one by one, so make their directory importable.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from site_model import aet_error  # noqa: E402
-from site_model import port_error as _port_error  # noqa: E402
-
-USER_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MODALITY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The rules about site facts (AE titles, ports, modalities, users, passwords) live in
+# site_model.py, the one validator; the role runs it on its own view of the facts first
+# (roles/orthanc/vars/main.yml: __orthanc_input_errors). This file checks only the settings
+# that are the role's own (timeouts, directories, TLS paths, overrides).
 COMMANDS = ("echo", "store", "find", "move", "get")
 ROLES = ("admin", "viewer", "uploader")
-MIN_PASSWORD_LENGTH = 12
-# Known weak or default values, compared case-insensitively. Orthanc itself creates
-# orthanc:orthanc when RegisteredUsers is empty; the seed article uses admin_password.
-WEAK_PASSWORDS = frozenset(
-    {
-        "orthanc",
-        "orthancorthanc",
-        "password",
-        "admin_password",
-        "admin",
-        "administrator",
-        "changeme",
-        "change_me",
-        "change-me",
-        "secret",
-        "letmein",
-        "qwerty",
-        "123456789012",
-        "password1234",
-        "password123!",
-        "passwordpassword",
-    }
-)
 # Keys from the seed article that Orthanc 1.10.1 does not know (silently ignored).
 INVENTED_KEYS = (
     "DicomScp",
@@ -63,7 +31,43 @@ INVENTED_KEYS = (
     "RestApi",
 )
 # Keys that live in another file of /etc/orthanc: a key defined in two files is fatal.
-RESERVED_KEYS = ("RegisteredUsers", "PythonScript", "PythonVerbose", "ServeFolders", "Worklists")
+RESERVED_KEYS = ("RegisteredUsers", "PythonScript", "PythonVerbose", "ServeFolders", "Worklists", "OrthancRemoteFilter")
+# Keys the role sets to enforce a control: an override would switch it off or route around it.
+WEAKENING_KEYS = {
+    "AuthenticationEnabled": "with authentication off Orthanc believes any user name in the Authorization header",
+    "RemoteAccessAllowed": "Orthanc's HTTP port must stay local (nginx terminates HTTPS in front)",
+    "HttpPort": "the loopback guard and nginx use orthanc_http_port: set that variable instead",
+    "SslEnabled": "Orthanc's own HTTPS crashes on Debian 12: nginx terminates HTTPS",
+    "ExecuteLuaEnabled": "it lets /tools/execute-script run code on the server",
+    "LuaScripts": "Lua scripts run code inside Orthanc and can replace the request filter's decisions",
+    "Plugins": "plugins run code inside Orthanc: use orthanc_extra_plugins (Debian packages)",
+    "WebDavEnabled": "WebDAV exposes the stored studies outside the REST policy",
+    "WebDavDeleteAllowed": "WebDAV exposes the stored studies outside the REST policy",
+    "WebDavUploadAllowed": "WebDAV exposes the stored studies outside the REST policy",
+    "RestApiWriteToFileSystemEnabled": "it lets POST /instances/{id}/export write files on the server",
+    "OverwriteInstances": "it lets any sender replace studies already stored",
+    "DicomAlwaysAllowEcho": "only the listed modalities may associate (site_modalities.allow)",
+    "DicomAlwaysAllowStore": "only the listed modalities may store (site_modalities.allow)",
+    "DicomAlwaysAllowFind": "only the listed modalities may query (site_modalities.allow)",
+    "DicomAlwaysAllowFindWorklist": "only the listed modalities may query (site_modalities.allow)",
+    "DicomAlwaysAllowGet": "only the listed modalities may retrieve (site_modalities.allow)",
+    "DicomAlwaysAllowMove": "only the listed modalities may retrieve (site_modalities.allow)",
+    "DicomCheckModalityHost": "a modality's AE title must come from its own address",
+    "DicomCheckCalledAet": "modalities must call Orthanc's own AE title",
+    "StrictAetComparison": "AE titles are compared with their case",
+    "UnknownSopClassAccepted": "only known SOP classes are stored",
+    "DicomModalities": "modalities come from orthanc_modalities (site_modalities) only",
+    "DicomModalitiesInDatabase": "modalities come from orthanc_modalities (site_modalities) only",
+    "OrthancPeers": "Orthanc peers would receive studies outside the site model",
+    "OrthancPeersInDatabase": "Orthanc peers would receive studies outside the site model",
+    "DicomTlsEnabled": "DICOM TLS follows site_dicom.tls",
+    "DicomTlsRemoteCertificateRequired": "DICOM TLS clients must present a trusted certificate",
+    "HttpsVerifyPeers": "outgoing HTTPS must verify certificates",
+    "LimitFindResults": "set orthanc_limit_find_results instead",
+    "LimitFindInstances": "set orthanc_limit_find_instances instead",
+}
+# Keys refused unless 0 (their default): any other value recycles, i.e. deletes, old patients.
+RECYCLING_KEYS = ("MaximumStorageSize", "MaximumPatientCount")
 COMMAND_KEYS = {
     "echo": "AllowEcho",
     "store": "AllowStore",
@@ -75,118 +79,20 @@ COMMAND_KEYS = {
 
 def _positive_int_error(value: Any, variable: str, minimum: int = 1) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return f"{variable}: {value!r} must be an integer >= {minimum}"
+        return f"{variable}: {value!r} is not a whole number >= {minimum}; write one without quotes"
     return None
-
-
-def password_weakness(password: Any, user: str = "") -> str | None:
-    """Why ``password`` is too weak to deploy, or None when it is acceptable."""
-    if not isinstance(password, str):
-        return "it is not a string"
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"it has {len(password)} characters, fewer than {MIN_PASSWORD_LENGTH}"
-    if password.lower() in WEAK_PASSWORDS:
-        return "it is a well-known default or weak password"
-    if len(user) >= 4 and user.lower() in password.lower():
-        return "it contains the user name"
-    if len(set(password)) < 5:
-        return "it uses fewer than 5 different characters"
-    if password != password.strip() or any(ord(c) < 32 for c in password):
-        return "it has leading/trailing spaces or control characters"
-    return None
-
-
-def user_errors(users: Any, variable: str = "orthanc_users") -> list[str]:
-    """Validate users ``{name, role, password?}``: shape, roles, and password strength.
-
-    A user without ``password`` is fine (the role generates one); a given password must pass
-    ``password_weakness``. Every message names the user and the fix.
-    """
-    if not isinstance(users, list):
-        return [f"{variable}: must be a list of {{name, role, password?}}"]
-    errors: list[str] = []
-    seen: set = set()
-    for index, user in enumerate(users):
-        if not isinstance(user, dict):
-            errors.append(f"{variable}[{index}]: must be a mapping with name and role")
-            continue
-        name = user.get("name")
-        where = f"{variable}[{name if isinstance(name, str) else index}]"
-        if not isinstance(name, str) or not USER_PATTERN.match(name):
-            errors.append(f"{where}.name: {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
-        elif name in seen:
-            errors.append(f"{where}.name: user {name!r} appears twice; each name must be unique")
-        else:
-            seen.add(name)
-        if user.get("role") not in ROLES:
-            errors.append(f"{where}.role: {user.get('role')!r} must be one of {', '.join(ROLES)}")
-        if "password" in user and user["password"] is not None:
-            why = password_weakness(user["password"], name if isinstance(name, str) else "")
-            if why:
-                errors.append(
-                    f"{where}.password: refused for user {name!r}: {why}. Use at least "
-                    f"{MIN_PASSWORD_LENGTH} characters that are not a known default (e.g. a vaulted "
-                    "random value), or remove `password` to have one generated on the controller"
-                )
-    return errors
-
-
-def modality_errors(modalities: Any, variable: str = "orthanc_modalities") -> list[str]:
-    """Validate modalities ``{name, aet, host, port, allow, tls}`` for Orthanc."""
-    if not isinstance(modalities, list):
-        return [f"{variable}: must be a list of {{name, aet, host, port, allow, tls}}"]
-    errors: list[str] = []
-    names: set = set()
-    aets: set = set()
-    for index, modality in enumerate(modalities):
-        if not isinstance(modality, dict):
-            errors.append(f"{variable}[{index}]: must be a mapping with name, aet, host, port, allow")
-            continue
-        name = modality.get("name")
-        where = f"{variable}[{name if isinstance(name, str) else index}]"
-        if not isinstance(name, str) or not MODALITY_NAME_PATTERN.match(name):
-            errors.append(f"{where}.name: {name!r} must be letters, digits, '.', '_' or '-' (e.g. mri-1)")
-        elif name in names:
-            errors.append(f"{where}.name: {name!r} appears twice; each must be unique")
-        else:
-            names.add(name)
-        check = aet_error(modality.get("aet"), f"{where}.aet")
-        if check:
-            errors.append(check)
-        elif modality["aet"] in aets:
-            errors.append(f"{where}.aet: {modality['aet']!r} appears twice; each must be unique")
-        else:
-            aets.add(modality["aet"])
-        try:
-            ipaddress.ip_address(str(modality.get("host")))
-        except ValueError:
-            errors.append(
-                f"{where}.host: {modality.get('host')!r} must be the single IP address Orthanc sees "
-                "the association come from (DicomCheckModalityHost compares it)"
-            )
-        check = _port_error(modality.get("port", 104), f"{where}.port")
-        if check:
-            errors.append(check)
-        allow = modality.get("allow", [])
-        if not isinstance(allow, list) or any(a not in COMMANDS for a in allow):
-            errors.append(f"{where}.allow: {allow!r} must be a list of {', '.join(COMMANDS)}")
-        if not isinstance(modality.get("tls", False), bool):
-            errors.append(f"{where}.tls: must be true or false")
-    return errors
 
 
 def settings_errors(settings: dict) -> list[str]:
-    """Check the role's Orthanc settings (see ``main_config`` for the keys)."""
+    """Check the role's own Orthanc settings (see ``main_config`` for the keys).
+
+    The AE titles, the DICOM port, the modalities and their clashes with ``http_port`` and
+    ``selfcheck_aet`` are site facts: ``site_model_errors`` checks them.
+    """
     errors: list[str] = []
-    check = aet_error(settings.get("aet"), "orthanc_dicom_aet")
-    if check:
-        errors.append(check)
-    for key, variable in (("dicom_port", "orthanc_dicom_port"), ("http_port", "orthanc_http_port")):
-        check = _port_error(settings.get(key), variable)
-        if check:
-            errors.append(check)
-    if settings.get("dicom_port") == settings.get("http_port"):
-        errors.append("orthanc_dicom_port and orthanc_http_port must differ")
+    http_port = settings.get("http_port")
+    if isinstance(http_port, bool) or not isinstance(http_port, int) or not 1 <= http_port <= 65535:
+        errors.append(f"orthanc_http_port: {http_port!r} is not a port number; use a whole number from 1 to 65535")
     for key, minimum in (
         ("dicom_scp_timeout", 1),
         ("dicom_scu_timeout", 1),
@@ -201,43 +107,121 @@ def settings_errors(settings: dict) -> list[str]:
         value = settings.get(key)
         if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") in ("", "/etc/orthanc"):
             errors.append(f"orthanc_{key}: {value!r} must be an absolute directory outside /etc/orthanc")
-    check = aet_error(settings.get("selfcheck_aet"), "orthanc_selfcheck_aet")
-    if check:
-        errors.append(check)
-    errors += modality_errors(settings.get("modalities", []))
-    if any(
-        isinstance(m, dict) and m.get("aet") == settings.get("selfcheck_aet")
-        for m in settings.get("modalities", []) or []
-    ):
-        errors.append("orthanc_selfcheck_aet: it is also a modality's aet; pick another AE title")
     tls = settings.get("dicom_tls") or {}
     if tls.get("enabled"):
         for key in ("certificate", "private_key", "trusted_certificates"):
             if not isinstance(tls.get(key), str) or not tls[key].startswith("/"):
                 errors.append(f"orthanc_dicom_tls_{key}: an absolute path is required when DICOM TLS is on")
-    else:
-        plain_tls = [m.get("name") for m in settings.get("modalities", []) or [] if isinstance(m, dict) and m.get("tls")]
-        if plain_tls:
-            errors.append(
-                f"orthanc_modalities: {', '.join(map(str, plain_tls))} set tls: true but orthanc_dicom_tls is "
-                "false; Orthanc's DICOM port is either TLS or plain: enable site_dicom.tls or set tls: false"
-            )
-    overrides = settings.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        errors.append("orthanc_config_overrides: must be a mapping of Orthanc configuration keys")
-    else:
-        for key in overrides:
-            if key in RESERVED_KEYS:
-                errors.append(
-                    f"orthanc_config_overrides: {key} is rendered in its own file by the role "
-                    "(a key in two files is fatal to Orthanc); remove it"
-                )
-        for path in invented_keys(overrides):
-            errors.append(
-                f"orthanc_config_overrides: {path} is not an Orthanc 1.10.1 key (silently ignored); "
-                "see the role README for the real key"
-            )
+    errors += config_override_errors(settings.get("overrides") or {})
     return errors
+
+
+def config_override_errors(overrides: Any, variable: str = "orthanc_config_overrides") -> list[str]:
+    """Why ``orthanc_config_overrides`` cannot be used, one message naming each refused key.
+
+    Refused: keys rendered in another file of /etc/orthanc (fatal to Orthanc), the seed
+    article's invented keys (silently ignored by Orthanc), keys that would weaken a control the
+    role enforces (``WEAKENING_KEYS``) and non-zero recycling limits (``RECYCLING_KEYS``).
+    """
+    if overrides in (None, {}):
+        return []
+    if not isinstance(overrides, dict):
+        return [f"{variable}: must be a mapping of Orthanc configuration keys"]
+    errors: list[str] = []
+    for key, value in overrides.items():
+        if key in RESERVED_KEYS and key not in WEAKENING_KEYS:
+            errors.append(
+                f"{variable}: {key} is rendered in its own file by the role "
+                "(a key in two files is fatal to Orthanc); remove it"
+            )
+        elif key in WEAKENING_KEYS:
+            errors.append(f"{variable}: {key} is refused because it would weaken a control: {WEAKENING_KEYS[key]}; remove it")
+        elif key in RECYCLING_KEYS and value not in (0, "0"):
+            errors.append(
+                f"{variable}: {key} is refused: a non-zero value makes Orthanc delete the oldest "
+                "patients to make room; remove it (or set 0) and watch the disk check instead"
+            )
+    for path in invented_keys(overrides):
+        errors.append(
+            f"{variable}: {path} is not an Orthanc 1.10.1 key (silently ignored); see the role README for the real key"
+        )
+    return errors
+
+
+def _debian_order(char: str) -> int:
+    """dpkg's weight of one character: end and digits 0, '~' first, letters, then the rest."""
+    if not char or char.isdigit():
+        return 0
+    if char == "~":
+        return -1
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256
+
+
+def _compare_part(left: str, right: str) -> int:
+    """dpkg's comparison of an upstream version or revision (verrevcmp in dpkg's lib/dpkg/version.c)."""
+    i = j = 0
+
+    def at(text: str, k: int) -> str:
+        return text[k] if k < len(text) else ""
+
+    while i < len(left) or j < len(right):
+        first_diff = 0
+        while (at(left, i) and not at(left, i).isdigit()) or (at(right, j) and not at(right, j).isdigit()):
+            lc, rc = _debian_order(at(left, i)), _debian_order(at(right, j))
+            if lc != rc:
+                return -1 if lc < rc else 1
+            i, j = i + 1, j + 1
+        while at(left, i) == "0":
+            i += 1
+        while at(right, j) == "0":
+            j += 1
+        while at(left, i).isdigit() and at(right, j).isdigit():
+            if not first_diff:
+                first_diff = ord(left[i]) - ord(right[j])
+            i, j = i + 1, j + 1
+        if at(left, i).isdigit():
+            return 1
+        if at(right, j).isdigit():
+            return -1
+        if first_diff:
+            return -1 if first_diff < 0 else 1
+    return 0
+
+
+def _split_version(version: str) -> tuple[int, str, str]:
+    version = version.strip()
+    epoch = 0
+    if ":" in version:
+        head, version = version.split(":", 1)
+        epoch = int(head)
+    upstream, _, revision = version.rpartition("-") if "-" in version else (version, "", "")
+    return epoch, upstream, revision
+
+
+def debian_version_compare(left: str, right: str) -> int:
+    """-1, 0 or 1 as Debian orders two package versions (``dpkg --compare-versions``)."""
+    le, lu, lr = _split_version(left)
+    re_, ru, rr = _split_version(right)
+    if le != re_:
+        return -1 if le < re_ else 1
+    return _compare_part(lu, ru) or _compare_part(lr, rr)
+
+
+def package_version_error(package: str, found: Any, minimum: str) -> str | None:
+    """Why the installed ``package`` version is not acceptable, or None."""
+    if not found or not isinstance(found, str):
+        return f"{package} is not installed (needed: {minimum} or later)"
+    try:
+        if debian_version_compare(found, minimum) < 0:
+            return (
+                f"{package} {found} is installed but {minimum} or later is needed: upgrade it "
+                "(apt-get install --only-upgrade " + package + ") from Debian's security archive"
+            )
+    except ValueError:
+        return f"{package}: cannot read the installed version {found!r} (needed: {minimum} or later)"
+    return None
 
 
 def modalities_config(modalities: list[dict], dicom_tls: bool = False) -> dict:
@@ -350,11 +334,14 @@ def main_config(settings: dict) -> dict:
 
 
 def registered_users(users: list[dict]) -> dict:
-    """``RegisteredUsers`` (name -> password); refuses to render a weak password."""
-    errors = user_errors(users)
+    """``RegisteredUsers`` (name -> password); refuses to render no user or a user without password.
+
+    Password strength was checked before (``site_model_errors`` on the final users, generated
+    passwords included: roles/orthanc/tasks/credentials.yml).
+    """
     missing = [u.get("name") for u in users if not u.get("password")]
-    if errors or missing:
-        raise ValueError("; ".join(errors) or f"users without a password: {missing}")
+    if missing:
+        raise ValueError(f"users without a password: {missing}")
     if not users:
         raise ValueError("orthanc_users: at least one user is required (Orthanc would create orthanc:orthanc)")
     return {u["name"]: u["password"] for u in users}
@@ -397,10 +384,11 @@ class FilterModule:
     def filters(self) -> dict:
         return {
             "orthanc_settings_errors": settings_errors,
-            "orthanc_user_errors": user_errors,
             "orthanc_main_config": main_config,
             "orthanc_registered_users": registered_users,
             "orthanc_user_roles": user_roles,
             "orthanc_with_passwords": with_passwords,
             "orthanc_invented_keys": invented_keys,
+            "orthanc_config_override_errors": config_override_errors,
+            "orthanc_package_version_error": package_version_error,
         }

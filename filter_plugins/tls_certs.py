@@ -10,6 +10,7 @@ a commercial CA. The ``FilterModule`` at the bottom only exposes them to Jinja.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -151,82 +152,6 @@ def _settings(certificates: Any, name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def config_errors(
-    certificates: Any,
-    fqdn: Any = None,
-    addresses: Any = None,
-    dicom: Any = None,
-    acme_terms_agreed: bool = False,
-) -> list[str]:
-    """Check ``site_certificates`` (and the facts its SANs come from); messages name variable and fix."""
-    errors: list[str] = []
-    if certificates is None:
-        certificates = {}
-    if not isinstance(certificates, dict):
-        return ["site_certificates: must be a mapping with https, dicom, key_type, renew_days"]
-    unknown = sorted(set(certificates) - set(CERTIFICATES) - {"key_type", "renew_days"})
-    if unknown:
-        errors.append(
-            f"site_certificates: unknown key(s) {', '.join(unknown)}; use https, dicom, key_type, renew_days"
-        )
-    if certificates.get("key_type", "ecdsa") not in KEY_TYPES:
-        errors.append(
-            f"site_certificates.key_type: {certificates.get('key_type')!r} must be ecdsa (P-256) or rsa (3072)"
-        )
-    renew_days = certificates.get("renew_days", DEFAULT_RENEW_DAYS)
-    if isinstance(renew_days, bool) or not isinstance(renew_days, int) or renew_days < 1:
-        errors.append(f"site_certificates.renew_days: {renew_days!r} must be a whole number of days >= 1")
-        renew_days = DEFAULT_RENEW_DAYS
-    if fqdn and not DNS_PATTERN.match(str(fqdn)):
-        errors.append(f"site_pacs_fqdn: {fqdn!r} is not a DNS name (e.g. pacs.example.org)")
-    if addresses is not None and not isinstance(addresses, list):
-        errors.append("site_pacs_addresses: must be a list of IP addresses")
-        addresses = []
-    if not fqdn and not addresses:
-        errors.append(
-            "site_pacs_fqdn / site_pacs_addresses: a certificate needs at least one name; set site_pacs_fqdn"
-        )
-    for name in CERTIFICATES:
-        raw = certificates.get(name, {})
-        where = f"site_certificates.{name}"
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            errors.append(f"{where}: must be a mapping such as {{mode: internal_ca}}")
-            continue
-        mode = raw.get("mode", "internal_ca")
-        if mode not in MODES:
-            errors.append(f"{where}.mode: {mode!r} must be one of {', '.join(MODES)}")
-        days = raw.get("days", DEFAULT_DAYS)
-        if isinstance(days, bool) or not isinstance(days, int) or days <= renew_days:
-            errors.append(
-                f"{where}.days: {days!r} must be a whole number of days greater than "
-                f"site_certificates.renew_days ({renew_days}), or every run would reissue it"
-            )
-        for key in ("certificate", "chain"):
-            if key in raw and raw[key] is not None and not isinstance(raw[key], str):
-                errors.append(f"{where}.{key}: must be PEM text or a path to a PEM file on the controller")
-        if mode == "provided" and not raw.get("certificate"):
-            errors.append(
-                f"{where}.certificate: mode provided needs the issued certificate (PEM text or a controller "
-                f"file path); use mode csr until the CA has answered"
-            )
-        if mode == "acme" and not fqdn:
-            errors.append(f"{where}.mode: acme needs site_pacs_fqdn (ACME CAs validate DNS names)")
-        if mode == "acme" and not acme_terms_agreed:
-            errors.append(
-                f"{where}.mode: acme needs tls_certs_acme_terms_agreed: true (read the ACME CA's terms of service)"
-            )
-        extra = raw.get("extra_sans", [])
-        if not isinstance(extra, list):
-            errors.append(f"{where}.extra_sans: must be a list of DNS names or IP addresses")
-        else:
-            for value in extra:
-                if not _is_ip(value) and not DNS_PATTERN.match(str(value)):
-                    errors.append(f"{where}.extra_sans: {value!r} is neither a DNS name nor an IP address")
-    return errors
-
-
 def certificate_plan(
     certificates: Any,
     fqdn: str | None,
@@ -315,6 +240,23 @@ def is_pem(value: Any) -> bool:
     return isinstance(value, str) and "-----BEGIN" in value
 
 
+def missing_file_errors(plan: Iterable[dict] | None) -> list[str]:
+    """Provided certificates or chains given as controller paths that do not exist (read on the controller).
+
+    One plain line per missing file, naming the ``site_certificates`` key and the fix.
+    """
+    errors = []
+    for item in plan or []:
+        for key, what in (("certificate", "the PEM file the CA returned"), ("chain", "the intermediate certificates")):
+            value = item.get(key)
+            if value and not is_pem(value) and not os.path.isfile(str(value)):
+                errors.append(
+                    f"{item.get('variable', 'site_certificates')}.{key}: the file {value} does not exist on the "
+                    f"controller; give the path of {what} (or paste the PEM text)"
+                )
+    return errors
+
+
 def source_label(value: Any, variable: str) -> str:
     """Name what the IT team gave: ``variable (path)`` or ``variable (inline PEM)``."""
     if not value:
@@ -383,10 +325,10 @@ class FilterModule:
             "tls_certs_san_diff": san_diff,
             "tls_certs_renewal_due": renewal_due,
             "tls_certs_reissue_reasons": reissue_reasons,
-            "tls_certs_config_errors": config_errors,
             "tls_certs_plan": certificate_plan,
             "tls_certs_pem_certificates": pem_certificates,
             "tls_certs_is_pem": is_pem,
             "tls_certs_source_label": source_label,
             "tls_certs_provided_errors": provided_errors,
+            "tls_certs_missing_file_errors": missing_file_errors,
         }

@@ -16,6 +16,7 @@ A rule is ``{action, port, proto, from, to, interface, comment}``: ``action`` is
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Iterable
 
 ANY = "any"
@@ -39,19 +40,42 @@ def normalise_source(source: Any) -> str:
     return str(network)
 
 
-def source_errors(sources: Any, variable: str) -> list[str]:
-    """Why ``sources`` is not a list of CIDRs, single addresses or ``any``; empty when it is.
+POLICIES = ("DROP", "REJECT", "ACCEPT")
+LOGGING_LEVELS = ("off", "low", "medium", "high", "full")
 
-    ``site_model_errors`` does not check ``site_vpn.sources``; the firewall is what reads it.
+
+def input_errors(settings: dict) -> list[str]:
+    """Why the role's own variables (not site facts: site_model_errors checks those) are unusable.
+
+    ``settings`` holds the ``ufw_firewall_*`` values under their names without the prefix.
+    Each message is one plain line ``variable: what is wrong; how to fix``.
     """
-    if not isinstance(sources, list):
-        return [f"{variable}: must be a list of CIDRs or 'any' (e.g. [0.0.0.0/0])"]
     errors = []
-    for source in sources:
-        try:
-            normalise_source(source)
-        except ValueError:
-            errors.append(f"{variable}: {source!r} is not an IP address, a CIDR or 'any' (e.g. 0.0.0.0/0)")
+    if settings.get("unmanaged_rules") not in ("report", "remove"):
+        errors.append(f"ufw_firewall_unmanaged_rules: {settings.get('unmanaged_rules')!r} is not a choice; use report or remove")
+    for key in ("default_input_policy", "default_output_policy", "default_forward_policy"):
+        if settings.get(key) not in POLICIES:
+            errors.append(f"ufw_firewall_{key}: {settings.get(key)!r} is not a policy; use {', '.join(POLICIES)}")
+    if settings.get("logging") not in LOGGING_LEVELS:
+        errors.append(f"ufw_firewall_logging: {settings.get('logging')!r} is not a level; use {', '.join(LOGGING_LEVELS)}")
+    ipt_sysctl = settings.get("ipt_sysctl", "")
+    if ipt_sysctl and not re.match(r"^/[A-Za-z0-9_./-]+$", str(ipt_sysctl)):
+        errors.append(f"ufw_firewall_ipt_sysctl: {ipt_sysctl!r} is not an absolute path; give one, or leave it empty")
+    if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", str(settings.get("vpn_interface", ""))):
+        errors.append(f"ufw_firewall_vpn_interface: {settings.get('vpn_interface')!r} is not an interface name; use e.g. tun0")
+    if not re.match(r"^[a-z0-9][a-z0-9-]*$", str(settings.get("comment_prefix", ""))):
+        errors.append(f"ufw_firewall_comment_prefix: {settings.get('comment_prefix')!r} is not usable; use lowercase letters, digits and dashes")
+    for key in ("ssh_port", "https_port"):
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            errors.append(f"ufw_firewall_{key}: {value!r} is not a port number; use a whole number from 1 to 65535")
+    sysctl = settings.get("sysctl_settings")
+    if not isinstance(sysctl, dict):
+        errors.append("ufw_firewall_sysctl_settings: is not a mapping; write key: value pairs (e.g. net/ipv4/ip_forward: 1)")
+    else:
+        for key in sysctl:
+            if not re.match(r"^[a-z0-9_]+([./][a-z0-9_-]+)+$", str(key)):
+                errors.append(f"ufw_firewall_sysctl_settings: {key!r} is not a sysctl key; write e.g. net.ipv4.ip_forward")
     return errors
 
 
@@ -454,5 +478,5 @@ class FilterModule:
             "ufw_rules_covers": rule_covers,
             "ufw_rules_controller": controller_connection,
             "ufw_rules_command": rule_command,
-            "ufw_rules_source_errors": source_errors,
+            "ufw_rules_input_errors": input_errors,
         }

@@ -60,16 +60,33 @@ def test_ignoreip_every_admin_address_covered(addresses):
 
 
 @pytest.mark.parametrize(
-    "choice,status,expected",
+    "choice,whole_host,expected",
     [
-        ("auto", "Status: active\n\nTo Action From", "ufw"),
-        ("auto", "Status: inactive", "nftables-multiport"),
-        ("auto", "", "nftables-multiport"),
-        ("iptables-multiport", "Status: active", "iptables-multiport"),
+        ("auto", False, "nftables-multiport"),
+        ("auto", True, "nftables-allports"),
+        ("iptables-multiport", False, "iptables-multiport"),
     ],
 )
-def test_choose_banaction(choice, status, expected):
-    assert lm.choose_banaction(choice, status) == expected
+def test_choose_banaction_is_port_scoped_unless_whole_host(choice, whole_host, expected):
+    assert lm.choose_banaction(choice, whole_host) == expected
+
+
+def test_ufw_banaction_is_refused_because_it_ignores_the_port():
+    errors = lm.config_errors({**GOOD_CONFIG, "fail2ban_banaction": "ufw"})
+    assert len(errors) == 1 and "ignores the jail's port" in errors[0]
+
+
+def test_ignoreip_holds_the_sites_own_peers():
+    modalities = [{"name": "ct-1", "host": "203.0.113.40"}, {"name": "mri-1", "host": "192.168.50.10"}]
+    clients = [
+        {"name": "site-a-gw", "kind": "modality_gateway", "address": "10.8.0.10", "site_subnets": ["192.168.50.0/24"]},
+        {"name": "dr-smith", "kind": "radiologist", "address": "10.8.0.20"},
+    ]
+    result = lm.ignoreip(["198.51.100.0/28"], [], modalities, clients)
+    assert result == ["127.0.0.0/8", "::1/128", "198.51.100.0/28", "203.0.113.40/32", "192.168.50.10/32",
+                      "10.8.0.10/32", "192.168.50.0/24"]
+    # A radiologist is an ordinary HTTPS user: its failed logins count.
+    assert "10.8.0.20/32" not in result
 
 
 def test_jails_merge_defaults_and_overrides_and_keep_disabled():
@@ -168,3 +185,23 @@ def test_filter_module_exposes_every_filter():
         "log_monitoring_certificate_watch", "log_monitoring_check_units",
         "log_monitoring_forbidden_orthanc_flags", "log_monitoring_config_errors",
     }
+
+
+def _render(template, **variables):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / "templates")), undefined=jinja2.StrictUndefined)
+    env.filters["comment"] = lambda text: "# " + str(text)
+    env.filters["bool"] = bool
+    return env.get_template(template).render(ansible_managed="managed", **variables)
+
+
+ROLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "roles" / "log_monitoring"
+
+
+@pytest.mark.parametrize("whole_host", [False, True])
+def test_openvpn_filter_counts_per_packet_lines_only_with_whole_host_bans(whole_host):
+    text = _render("fail2ban-filter-openvpn.conf.j2", log_monitoring_fail2ban_whole_host_bans=whole_host)
+    failregex = text.split("failregex =", 1)[1].split("ignoreregex", 1)[0]
+    assert "TLS handshake failed" in failregex
+    assert ("tls-crypt unwrapping failed" in failregex) is whole_host

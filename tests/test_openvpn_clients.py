@@ -128,18 +128,22 @@ def test_profiles_to_remove():
 
 
 def test_errors():
-    assert oc.openvpn_errors(CLIENTS, {"network": NETWORK}, [], "server", "pacs.example.org") == []
-    errors = oc.openvpn_errors(
-        CLIENTS + [{"name": "server", "kind": "admin", "address": "10.8.0.40"}],
-        {"network": "fd00::/64", "proto": "sctp"},
-        ["Bad Name"],
-        "server",
-        "",
-    )
-    text = " | ".join(errors)
-    for needle in ("site_vpn.network", "site_vpn.proto", "site_vpn_revoked", "site_pacs_fqdn", "site_vpn_clients[server].name"):
+    assert oc.openvpn_errors("pacs.example.org") == []
+    assert oc.openvpn_errors("")[0].startswith("site_pacs_fqdn: ")
+
+
+def test_vpn_rules_are_the_site_models():
+    """The role refuses what the site model refuses (IPv4 only, udp/tcp, client names, subnets)."""
+    facts = {
+        "site_vpn": {"enabled": True, "network": "fd00::/64", "proto": "sctp"},
+        "site_vpn_clients": CLIENTS + [{"name": "server", "kind": "admin", "address": "10.8.0.40"},
+                                       {"name": "g", "kind": "modality_gateway", "address": "10.8.0.41", "site_subnets": ["192.168.50.1/24"]}],
+        "site_vpn_revoked": ["Bad Name"],
+    }
+    text = " | ".join(site_model.site_model_errors(facts))
+    for needle in ("site_vpn.network", "site_vpn.proto", "site_vpn_revoked", "site_vpn_clients[server].name",
+                   "site_vpn_clients[g].site_subnets"):
         assert needle in text
-    assert oc.openvpn_errors([{"name": "g", "site_subnets": ["192.168.50.1/24"]}], {"network": NETWORK}, [], "server", "h")
 
 
 def test_filter_module_exposes_everything():
@@ -197,7 +201,7 @@ def test_issue_and_revoke_partition(clients, extra_issued, data):
 @given(client_lists())
 def test_ccd_addresses_match_the_inventory_and_validate(clients):
     """Every CCD pushes the inventory address; the site model accepts these clients."""
-    assert site_model.vpn_client_errors(clients, {"network": NETWORK}) == []
+    assert site_model.site_model_errors({"site_vpn": {"enabled": True, "network": NETWORK}, "site_vpn_clients": clients}) == []
     ccd = oc.openvpn_ccd(clients, NETWORK)
     for client in clients:
         first = ccd[client["name"]].splitlines()[0]
@@ -215,7 +219,8 @@ def test_one_source_of_truth_for_modality_hosts(clients, data):
         subnet = ipaddress.ip_network(gateway["site_subnets"][0])
         modalities.append({"name": f"m{index}", "aet": f"M{index}", "host": str(subnet.network_address + host_octet),
                            "port": 104, "allow": ["store"], "vpn_gateway": gateway["name"]})
-    assert site_model.modality_errors(modalities, clients) == []
+    facts = {"site_vpn": {"enabled": True, "network": NETWORK}, "site_vpn_clients": clients, "site_modalities": modalities}
+    assert site_model.site_model_errors(facts) == []
     routes = [ipaddress.ip_network(r.replace(" ", "/")) for r in oc.openvpn_server_routes(clients)]
     iroutes = {name: text for name, text in oc.openvpn_ccd(clients, NETWORK).items()}
     allowed = {row["source"] for row in site_model.dicom_allowed_sources(modalities, clients)}

@@ -1,12 +1,16 @@
 """Unit tests for filter_plugins/orthanc_config.py (inventory -> Orthanc configuration)."""
 
 import json
+import shutil
+import subprocess
 
 import pytest
 from hypothesis import given
+from hypothesis import settings as settings_hyp
 from hypothesis import strategies as st
 
 import orthanc_config as oc
+import site_model as sm
 
 
 def settings(**changes):
@@ -40,31 +44,32 @@ def test_valid_settings_have_no_errors():
     assert oc.settings_errors(settings()) == []
 
 
+# The site facts the role turns into orthanc.json are checked by the one validator (site_model):
+# the role runs it on its own view first (roles/orthanc/vars/main.yml).
+
 @pytest.mark.parametrize("aet", ["", "A" * 17, " ORTHANC", "ORTH\\ANC", "ORTH\nANC", None, 42])
-def test_bad_aet_is_refused_with_the_variable_name(aet):
-    errors = oc.settings_errors(settings(aet=aet))
-    assert any(e.startswith("orthanc_dicom_aet:") for e in errors), errors
+def test_bad_aet_is_refused_with_the_fact_name(aet):
+    errors = sm.site_model_errors({"site_dicom": {"aet": aet}})
+    assert any(e.startswith("site_dicom.aet:") for e in errors), errors
 
 
 @pytest.mark.parametrize("aet", ["A", "orthanc", "Orthanc-Main_1", "A" * 16, "PACS.SITE A"])
 def test_good_aet_is_accepted_and_case_kept(aet):
-    assert oc.settings_errors(settings(aet=aet)) == []
+    assert sm.site_model_errors({"site_dicom": {"aet": aet}}) == []
     assert oc.main_config(settings(aet=aet))["DicomAet"] == aet
 
 
 @pytest.mark.parametrize(
     ("key", "value", "variable"),
     [
-        ("dicom_port", 0, "orthanc_dicom_port"),
-        ("dicom_port", 70000, "orthanc_dicom_port"),
         ("http_port", "8042", "orthanc_http_port"),
         ("http_port", True, "orthanc_http_port"),
+        ("http_port", 0, "orthanc_http_port"),
         ("dicom_scp_timeout", 0, "orthanc_dicom_scp_timeout"),
         ("dicom_scu_timeout", -1, "orthanc_dicom_scu_timeout"),
         ("limit_find_results", 0, "orthanc_limit_find_results"),
         ("storage_directory", "relative/dir", "orthanc_storage_directory"),
         ("storage_directory", "/etc/orthanc", "orthanc_storage_directory"),
-        ("selfcheck_aet", "", "orthanc_selfcheck_aet"),
     ],
 )
 def test_bad_scalar_settings_name_their_variable(key, value, variable):
@@ -73,7 +78,8 @@ def test_bad_scalar_settings_name_their_variable(key, value, variable):
 
 
 def test_same_dicom_and_http_port_is_refused():
-    assert oc.settings_errors(settings(dicom_port=8042))
+    errors = sm.site_model_errors({"site_dicom": {"port": 8042}}, {"http_port": 8042})
+    assert any(e.startswith("site_dicom.port:") and "orthanc_http_port" in e for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -89,25 +95,27 @@ def test_same_dicom_and_http_port_is_refused():
     ],
 )
 def test_bad_modality_is_refused(modality, fragment):
-    errors = oc.settings_errors(settings(modalities=[modality]))
-    assert any(fragment in e and e.startswith("orthanc_modalities[") for e in errors), errors
+    errors = sm.site_model_errors({"site_modalities": [modality]})
+    assert any(fragment in e and e.startswith("site_modalities[") for e in errors), errors
 
 
 def test_duplicate_modality_names_and_aets_are_refused():
     m = {"name": "a", "aet": "A", "host": "10.0.0.1", "port": 104, "allow": []}
-    errors = oc.settings_errors(settings(modalities=[m, dict(m, aet="B"), dict(m, name="c")]))
-    assert any("appears twice" in e and ".name" in e for e in errors)
-    assert any("appears twice" in e and ".aet" in e for e in errors)
+    errors = sm.site_model_errors({"site_modalities": [m, dict(m, aet="B"), dict(m, name="c")]})
+    assert any("also used by" in e and ".name" in e for e in errors)
+    assert any("already used by" in e and ".aet" in e for e in errors)
 
 
 def test_selfcheck_aet_must_not_be_a_modality_aet():
-    errors = oc.settings_errors(settings(selfcheck_aet="MRI1"))
-    assert any(e.startswith("orthanc_selfcheck_aet") for e in errors)
+    m = {"name": "a", "aet": "MRI1", "host": "10.0.0.1", "port": 104, "allow": []}
+    errors = sm.site_model_errors({"site_modalities": [m]}, {"selfcheck_aet": "MRI1"})
+    assert any("orthanc_selfcheck_aet" in e for e in errors)
+    assert any(e.startswith("orthanc_selfcheck_aet:") for e in sm.site_model_errors({}, {"selfcheck_aet": ""}))
 
 
 def test_tls_modality_without_dicom_tls_is_refused():
     m = {"name": "a", "aet": "A", "host": "10.0.0.1", "port": 104, "allow": ["echo"], "tls": True}
-    errors = oc.settings_errors(settings(modalities=[m]))
+    errors = sm.site_model_errors({"site_modalities": [m], "site_dicom": {"tls": False}})
     assert any("either TLS or plain" in e for e in errors)
 
 
@@ -229,16 +237,16 @@ def test_any_valid_modality_list_renders_exactly_its_allowed_commands(modalities
      "123456789012", "Password1234", "passwordpassword", " padded-password-123 ", "", 123456789012345],
 )
 def test_weak_passwords_are_refused_naming_the_user_and_the_fix(password):
-    errors = oc.user_errors([{"name": "alice", "role": "admin", "password": password}])
+    errors = sm.site_model_errors({"site_users": [{"name": "alice", "role": "admin", "password": password}]})
     assert len(errors) == 1, errors
-    assert "refused for user 'alice'" in errors[0]
+    assert errors[0].startswith("site_users[alice].password: refused")
     assert "generated" in errors[0]
     if isinstance(password, str) and password.lower() not in ("orthanc", "password", ""):
         assert password not in errors[0], "never print the password"
 
 
 def test_password_containing_the_user_name_is_refused():
-    assert oc.user_errors([{"name": "radiology", "role": "viewer", "password": "my-Radiology-2026!"}])
+    assert sm.site_model_errors({"site_users": [{"name": "radiology", "role": "admin", "password": "my-Radiology-2026!"}]})
 
 
 def test_missing_password_is_fine_and_strong_ones_pass():
@@ -247,29 +255,29 @@ def test_missing_password_is_fine_and_strong_ones_pass():
         {"name": "dr-smith", "role": "viewer", "password": "Correct-Horse-Battery-9"},
         {"name": "upload", "role": "uploader", "password": None},
     ]
-    assert oc.user_errors(users) == []
+    assert sm.site_model_errors({"site_users": users}) == []
 
 
 @pytest.mark.parametrize(
     ("users", "fragment"),
     [
-        ({"name": "a"}, "must be a list"),
+        ({"name": "a"}, "is not a list"),
         ([{"name": "a b", "role": "admin"}], ".name"),
         ([{"name": "a", "role": "root"}], ".role"),
-        ([{"name": "a", "role": "admin"}, {"name": "a", "role": "viewer"}], "appears twice"),
-        (["alice"], "must be a mapping"),
+        ([{"name": "a", "role": "admin"}, {"name": "a", "role": "viewer"}], "also used by"),
+        (["alice"], "is not a mapping"),
     ],
 )
 def test_bad_user_shapes(users, fragment):
-    assert any(fragment in e for e in oc.user_errors(users))
+    assert any(fragment in e for e in sm.site_model_errors({"site_users": users}))
 
 
 @given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=12, max_size=64))
 def test_strength_rule_is_consistent(password):
-    why = oc.password_weakness(password, "bob")
-    if password.lower() in oc.WEAK_PASSWORDS or len(set(password)) < 5:
+    why = sm.password_weakness(password, "bob")
+    if password.lower() in sm.WEAK_PASSWORDS or len(set(password)) < 5:
         assert why is not None
-    elif "bob" not in password.lower():
+    elif "bob" not in password.lower() and not sm.PLACEHOLDER_PATTERN.search(password):
         assert why is None
 
 
@@ -284,9 +292,9 @@ def test_registered_users_and_roles():
 
 @pytest.mark.parametrize(
     "users",
-    [[], [{"name": "orthanc", "role": "admin", "password": "orthanc"}], [{"name": "a", "role": "admin"}]],
+    [[], [{"name": "a", "role": "admin"}], [{"name": "a", "role": "admin", "password": ""}]],
 )
-def test_registered_users_never_renders_empty_weak_or_missing(users):
+def test_registered_users_never_renders_empty_or_missing(users):
     with pytest.raises(ValueError):
         oc.registered_users(users)
 
@@ -306,4 +314,63 @@ def test_invented_keys_found_anywhere():
 
 def test_filter_module_exposes_the_filters():
     names = oc.FilterModule().filters()
-    assert {"orthanc_main_config", "orthanc_user_errors", "orthanc_settings_errors"} <= set(names)
+    assert {"orthanc_main_config", "orthanc_settings_errors", "orthanc_config_override_errors"} <= set(names)
+
+
+# --- overrides that would weaken a control (issue 10) ------------------------------------------
+
+@pytest.mark.parametrize("key", sorted(oc.WEAKENING_KEYS))
+def test_each_weakening_override_is_refused_naming_the_key(key):
+    errors = oc.config_override_errors({key: False})
+    assert len(errors) == 1 and f"orthanc_config_overrides: {key} is refused" in errors[0], errors
+    assert any(key in e for e in oc.settings_errors(settings(overrides={key: True})))
+
+
+@pytest.mark.parametrize("key", oc.RECYCLING_KEYS)
+def test_recycling_limits_are_refused_unless_zero(key):
+    assert oc.config_override_errors({key: 0}) == []
+    errors = oc.config_override_errors({key: 100})
+    assert len(errors) == 1 and key in errors[0] and "delete the oldest" in errors[0]
+
+
+def test_harmless_overrides_pass_and_errors_name_every_bad_key():
+    assert oc.config_override_errors({"StableAge": 30, "ConcurrentJobs": 4}) == []
+    errors = oc.config_override_errors({"AuthenticationEnabled": False, "ExecuteLuaEnabled": True, "StableAge": 5})
+    assert len(errors) == 2 and "AuthenticationEnabled" in errors[0] and "ExecuteLuaEnabled" in errors[1]
+    assert oc.config_override_errors("nope") == ["orthanc_config_overrides: must be a mapping of Orthanc configuration keys"]
+
+
+# --- Debian version comparison (the Orthanc package floor) -------------------------------------
+
+MINIMUM = "1.10.1+dfsg-2+deb12u1"
+
+
+@pytest.mark.parametrize(
+    ("found", "ok"),
+    [("1.10.1+dfsg-2+deb12u1", True), ("1.10.1+dfsg-2+deb12u2", True), ("1.10.1+dfsg-2", False),
+     ("1.10.1+dfsg-1", False), ("1.10.1+dfsg-2+deb12u1~bpo1", False), ("1.10.1+dfsg-3", True),
+     ("1.12.7+dfsg-1", True), ("1:1.0-1", True), ("1.9.7+dfsg-6", False), ("1.10.1+dfsg-2+deb12u10", True)],
+)
+def test_orthanc_version_floor(found, ok):
+    error = oc.package_version_error("orthanc", found, MINIMUM)
+    assert (error is None) is ok
+    if not ok:
+        assert found in error and MINIMUM in error and "orthanc" in error
+
+
+def test_missing_package_is_an_error():
+    assert "not installed" in oc.package_version_error("orthanc", "", MINIMUM)
+
+
+VERSION = st.from_regex(r"([0-9]:)?[0-9][0-9a-z.+~]{0,8}(-[0-9a-z.+~]{1,8})?", fullmatch=True)
+
+
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs dpkg (Debian)")
+@settings_hyp(max_examples=150, deadline=None)
+@given(VERSION, VERSION)
+def test_comparison_agrees_with_dpkg(left, right):
+    def dpkg(op):
+        return subprocess.run(["dpkg", "--compare-versions", left, op, right], check=False).returncode == 0
+
+    expected = -1 if dpkg("lt") else (1 if dpkg("gt") else 0)
+    assert oc.debian_version_compare(left, right) == expected

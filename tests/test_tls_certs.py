@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import site_model as sm
 import tls_certs as tc
 
 NOW = "20261129120000Z"
@@ -128,9 +129,18 @@ def test_reissue_check_mode_without_key_fingerprint():
 # --- Configuration ----------------------------------------------------------------------------------
 
 
+# The rules about site_certificates and the names in it are the site model's (the one validator).
+
+
+def _errors(certificates, fqdn, addresses, terms=False):
+    facts = {"site_certificates": certificates, "site_pacs_fqdn": fqdn, "site_pacs_addresses": addresses,
+             "site_dicom": {"tls": True}}
+    return sm.site_model_errors(facts, {"acme_terms_agreed": terms, "needs_server_name": True})
+
+
 def test_config_defaults_are_valid():
-    assert tc.config_errors({}, "pacs.example.org", ["203.0.113.10"], {"tls": True}) == []
-    assert tc.config_errors(None, "pacs.example.org", [], {}) == []
+    assert _errors({}, "pacs.example.org", ["203.0.113.10"]) == []
+    assert _errors(None, "pacs.example.org", []) == []
 
 
 @pytest.mark.parametrize(
@@ -146,19 +156,19 @@ def test_config_defaults_are_valid():
         ({"https": {"extra_sans": ["bad name!"]}}, "p.example.org", [], False, "extra_sans"),
         ({"https": {"certificate": 42}}, "p.example.org", [], False, "https.certificate"),
         ({"web": {}}, "p.example.org", [], False, "unknown key"),
-        ({}, "", [], False, "site_pacs_fqdn / site_pacs_addresses"),
+        ({}, "", [], False, "site_pacs_fqdn: neither"),
         ({}, "not a name", [], False, "site_pacs_fqdn"),
-        ("acme", "p.example.org", [], False, "site_certificates: must be a mapping"),
-        ({"https": "acme"}, "p.example.org", [], False, "site_certificates.https: must be a mapping"),
+        ("acme", "p.example.org", [], False, "site_certificates: 'acme' is not a mapping"),
+        ({"https": "acme"}, "p.example.org", [], False, "site_certificates.https: 'acme' is not a mapping"),
     ],
 )
 def test_config_errors_name_variable(certificates, fqdn, addresses, terms, fragment):
-    errors = tc.config_errors(certificates, fqdn, addresses, {"tls": True}, terms)
+    errors = _errors(certificates, fqdn, addresses, terms)
     assert any(fragment in e for e in errors), errors
 
 
 def test_config_acme_accepted_with_terms():
-    assert tc.config_errors({"https": {"mode": "acme"}}, "p.example.org", [], {}, True) == []
+    assert _errors({"https": {"mode": "acme"}}, "p.example.org", [], True) == []
 
 
 # --- Plan -------------------------------------------------------------------------------------------
@@ -272,5 +282,5 @@ def test_provided_not_yet_valid_and_chain_reason_quoted():
 def test_filter_module_exposes_every_filter():
     filters = tc.FilterModule().filters()
     for name in ("tls_certs_sans", "tls_certs_plan", "tls_certs_reissue_reasons", "tls_certs_provided_errors",
-                 "tls_certs_config_errors", "tls_certs_renewal_due", "tls_certs_san_diff"):
+                 "tls_certs_renewal_due", "tls_certs_san_diff"):
         assert callable(filters[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,11 +130,28 @@ def test_controller_connection():
     assert ur.controller_connection("not an address 1 2") == {}
 
 
-def test_source_errors():
-    assert ur.source_errors(["0.0.0.0/0", "any", "2001:db8::/32", "198.51.100.7"], "site_vpn.sources") == []
-    errors = ur.source_errors(["0.0.0.0/0", "everyone"], "site_vpn.sources")
-    assert len(errors) == 1 and "site_vpn.sources" in errors[0] and "'everyone'" in errors[0]
-    assert "must be a list" in ur.source_errors("0.0.0.0/0", "site_vpn.sources")[0]
+GOOD_INPUTS = {
+    "unmanaged_rules": "report", "default_input_policy": "DROP", "default_output_policy": "ACCEPT",
+    "default_forward_policy": "DROP", "logging": "low", "ipt_sysctl": "/etc/ufw/sysctl.conf",
+    "vpn_interface": "tun0", "comment_prefix": "orthanc-remote", "ssh_port": 22, "https_port": 443,
+    "sysctl_settings": {},
+}
+
+
+def test_input_errors_accept_the_defaults():
+    assert ur.input_errors(GOOD_INPUTS) == []
+    assert ur.input_errors({**GOOD_INPUTS, "ipt_sysctl": "", "sysctl_settings": {"net/ipv4/ip_forward": 1}}) == []
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("unmanaged_rules", "delete"), ("default_input_policy", "drop"), ("logging", "verbose"),
+     ("ipt_sysctl", "sysctl.conf"), ("vpn_interface", "tun 0"), ("comment_prefix", "Orthanc"),
+     ("ssh_port", 0), ("https_port", "443"), ("sysctl_settings", []), ("sysctl_settings", {"Not A Key": 1})],
+)
+def test_input_errors_name_the_variable_and_fix(key, value):
+    errors = ur.input_errors({**GOOD_INPUTS, key: value})
+    assert len(errors) == 1 and errors[0].startswith(f"ufw_firewall_{key}: ") and "; " in errors[0]
 
 
 def test_normalise_source_matches_ufw():

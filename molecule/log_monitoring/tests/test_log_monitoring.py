@@ -6,22 +6,44 @@ certificate is flagged only because the check reads its real expiry.
 """
 
 import json
+import os
+import pathlib
 import re
+import shlex
+import sys
 import time
 import uuid
 
 import pytest
 import testinfra
 
+sys.path.insert(0, str(pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "molecule" / "shared"))
+import fail2ban_checks as checks  # noqa: E402
+
 SERVER = testinfra.get_host("docker://mol-logmon-server")
 ADMIN = testinfra.get_host("docker://mol-logmon-admin")
 ATTACKER = testinfra.get_host("docker://mol-logmon-attacker")
+MODALITY = testinfra.get_host("docker://mol-logmon-modality")
 SERVER_IP = "10.231.15.10"
 ADMIN_IP = "10.231.15.20"
 ATTACKER_IP = "10.231.15.30"
+MODALITY_IP = "10.231.15.40"
 MAXRETRY = 5
-JAILS = ("sshd", "orthanc-https", "orthanc-dicom", "orthanc-openvpn")
+JAILS = checks.JAILS
 RUN = uuid.uuid4().hex[:6]
+VIEWER = ("dr-view", "Logmon-Viewer-Passw0rd-37")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dicom_reachable_for_the_test_clients():
+    """ufw opens DICOM to registered modalities only; the admin and attacker containers get a
+    test rule so the DICOM jail can see them fail (as a DICOM port open to them would)."""
+    for address in (ADMIN_IP, ATTACKER_IP):
+        out = SERVER.run(f"ufw insert 1 allow proto tcp from {address} to any port 4242 comment logmon-test")
+        assert out.rc == 0, out.stdout + out.stderr
+    yield
+    for address in (ADMIN_IP, ATTACKER_IP):
+        SERVER.run(f"ufw delete allow proto tcp from {address} to any port 4242 comment logmon-test")
 
 
 def root(cmd):
@@ -85,20 +107,33 @@ def test_sshd_jail_reads_the_journal_not_auth_log():
     assert not SERVER.file("/var/log/auth.log").exists
 
 
-def test_ignoreip_holds_loopback_and_admin_sources_only():
-    out = root("fail2ban-client get orthanc-https ignoreip")
-    assert ADMIN_IP in out.stdout and "127.0.0.0/8" in out.stdout
-    assert ATTACKER_IP not in out.stdout
+def test_ufw_is_active_and_bans_are_port_scoped():
+    assert "Status: active" in root("ufw status").stdout
+    for jail in ("orthanc-https", "orthanc-dicom", "orthanc-openvpn"):
+        actions = root(f"fail2ban-client get {jail} actions").stdout
+        assert "nftables-multiport" in actions and "ufw" not in actions, actions
 
 
-def test_failed_https_logins_ban_the_attacker(clean_jails):
+def test_ignoreip_holds_the_sites_own_peers_only():
+    out = root("fail2ban-client get orthanc-dicom ignoreip").stdout
+    for source in ("127.0.0.0/8", ADMIN_IP, MODALITY_IP, "10.8.0.10", "192.168.50.0/24"):
+        assert source in out, out
+    assert ATTACKER_IP not in out
+
+
+def test_failed_https_logins_ban_the_attacker_on_the_https_port_only(clean_jails):
     user = f"mallory{RUN}"
-    for attempt in range(MAXRETRY):
-        code, err, _ = https_login(ATTACKER, user)
-        assert code == "401", f"attempt {attempt + 1}: {code} {err}"
+    # Before: the attacker reaches HTTPS, DICOM (test rule) and the VPN port.
+    assert checks.dicom_port_answers(ATTACKER, SERVER_IP)
+    codes = checks.brute_force_https(ATTACKER, SERVER_IP, user, MAXRETRY)
+    assert codes == ["401"] * MAXRETRY, codes
     assert wait_for(lambda: ATTACKER_IP in banned("orthanc-https")), root("fail2ban-client status orthanc-https").stdout
-    code, err, rc = https_login(ATTACKER, user)
-    assert code == "000" and rc in (7, 28), (code, err, rc)  # refused (reject) or timed out
+    code, rc = checks.https_status(ATTACKER, SERVER_IP, user, "wrong-password-123")
+    assert code == "000" and rc in (7, 28), (code, rc)  # refused (reject) or timed out
+    # Only the HTTPS port: the attacker keeps DICOM and the VPN port it had.
+    assert checks.dicom_port_answers(ATTACKER, SERVER_IP)
+    assert checks.vpn_port_answers(SERVER, ATTACKER, ATTACKER_IP, SERVER_IP)
+    assert checks.banned_anywhere(SERVER) == {"orthanc-https": [ATTACKER_IP]}
     # The ban is per address: the admin still reaches the login page.
     assert https_login(ADMIN, "admin")[0] == "401"
     # fail2ban-regex matches the lines this test produced, with the attacker's address.
@@ -173,34 +208,148 @@ def test_admin_dicom_rejections_are_never_banned(clean_jails):
     assert "Association Rejected" in echo(ADMIN, f"ADM{RUN}")
 
 
-def test_openvpn_tls_failures_ban_the_attacker(clean_jails):
-    # A client without the server's tls-crypt key (a forged or stale profile): OpenVPN logs every
-    # packet it cannot unwrap, with the sender's address.
-    log = "/var/log/openvpn/orthanc-remote.log"
+def _rogue_vpn_client(tls_crypt_key, seconds):
+    """Start an OpenVPN client with a self-signed certificate on the attacker, for ``seconds``."""
     ATTACKER.run(
-        "test -f /tmp/wrong.key || openvpn --genkey tls-crypt /tmp/wrong.key; "
         "test -f /tmp/rogue.crt || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
         "-keyout /tmp/rogue.key -out /tmp/rogue.crt -subj /CN=rogue -days 3 2>/dev/null"
     )
     started = ATTACKER.run(
-        "bash -c 'timeout 40 openvpn --client --dev tun --proto udp --remote "
+        f"bash -c 'timeout {seconds} openvpn --client --dev tun --proto udp --remote "
         f"{SERVER_IP} 1194 --nobind --ca /tmp/rogue.crt --cert /tmp/rogue.crt --key /tmp/rogue.key "
-        "--tls-crypt /tmp/wrong.key --verb 1 >/tmp/rogue-client.log 2>&1 & echo $! >/tmp/rogue-client.pid'"
+        f"--tls-crypt {tls_crypt_key} --connect-retry 1 1 --writepid /tmp/rogue-openvpn.pid --verb 1 "
+        ">/tmp/rogue-client.log 2>&1 & echo $! >/tmp/rogue-client.pid'"
     )
     assert started.rc == 0
+
+
+def _stop_rogue_vpn_client():
+    """Stop the client started by _rogue_vpn_client (its timeout wrapper and OpenVPN, by pid)."""
+    ATTACKER.run("kill $(cat /tmp/rogue-client.pid /tmp/rogue-openvpn.pid 2>/dev/null) 2>/dev/null; true")
+    assert wait_for(lambda: ATTACKER.run("kill -0 $(cat /tmp/rogue-openvpn.pid) 2>/dev/null").rc != 0, 10)
+    ATTACKER.run("rm -f /tmp/rogue-openvpn.pid")
+
+
+def test_udp_scan_of_the_vpn_port_bans_nobody(clean_jails):
+    # A client without the server's tls-crypt key: OpenVPN logs EVERY packet it cannot unwrap.
+    # Counting those lines would let any UDP scan get an address banned within seconds.
+    log = "/var/log/openvpn/orthanc-remote.log"
+    pattern = f"tls-crypt unwrapping failed from \\[AF_INET\\]{ATTACKER_IP}:"
+    before = int(root(f"grep -c '{pattern}' {log}").stdout.strip() or 0)
+    ATTACKER.run("test -f /tmp/wrong.key || openvpn --genkey tls-crypt /tmp/wrong.key")
+    _rogue_vpn_client("/tmp/wrong.key", 12)
+    checks.udp_packets(ATTACKER, SERVER_IP, 1194, 200)
     try:
-        assert wait_for(lambda: ATTACKER_IP in banned("orthanc-openvpn"), 40), root(f"tail -5 {log}").stdout
-        assert ATTACKER_IP in root("nft list ruleset").stdout
-        # Banned: its packets no longer reach OpenVPN, so the log stops growing for it.
-        time.sleep(2)
-        count = root(f"grep -c 'from \\[AF_INET\\]{ATTACKER_IP}:' {log}").stdout.strip()
-        time.sleep(6)
-        assert root(f"grep -c 'from \\[AF_INET\\]{ATTACKER_IP}:' {log}").stdout.strip() == count
+        assert wait_for(lambda: int(root(f"grep -c '{pattern}' {log}").stdout.strip() or 0) >= before + 4 * MAXRETRY, 20)
+        time.sleep(3)
+        assert checks.banned_anywhere(SERVER) == {}
+        assert https_login(ATTACKER, "nobody")[0] == "401"
     finally:
-        ATTACKER.run("kill $(cat /tmp/rogue-client.pid) 2>/dev/null || true")
+        _stop_rogue_vpn_client()
     regex = root(f"fail2ban-regex --print-all-matched {log} /etc/fail2ban/filter.d/orthanc-remote-openvpn.conf")
-    matched = [line for line in regex.stdout.splitlines() if f"tls-crypt unwrapping failed from [AF_INET]{ATTACKER_IP}:" in line]
-    assert len(matched) >= MAXRETRY, regex.stdout[-2000:]
+    assert "tls-crypt unwrapping failed" not in regex.stdout, regex.stdout[-2000:]
+
+
+# --- bans that cannot be turned against the site ----------------------------------------------
+def test_registered_modality_is_never_banned_whatever_it_logs(clean_jails):
+    # Unknown AE titles and a command it may not use (C-FIND), from the modality's own address.
+    for _ in range(MAXRETRY + 2):
+        assert "Calling AE Title Not Recognized" in echo(MODALITY, f"FAKE{RUN}")
+        MODALITY.run(f"findscu -v -to 5 -S -k QueryRetrieveLevel=STUDY -aet CT1 -aec ORTHANC {SERVER_IP} 4242")
+    time.sleep(3)
+    bans = checks.banned_anywhere(SERVER)
+    assert not any(MODALITY_IP in addresses for addresses in bans.values()), bans
+    assert "Received Echo Response (Success)" in echo(MODALITY, "CT1")
+    # The DICOM filter matches its lines (both Orthanc 1.10.1 messages): only ignoreip keeps it in.
+    regex = root(
+        "fail2ban-regex --print-all-matched /var/log/orthanc/Orthanc.log /etc/fail2ban/filter.d/orthanc-remote-dicom.conf"
+    ).stdout
+    assert len([x for x in regex.splitlines() if f"AET FAKE{RUN} on IP {MODALITY_IP}" in x]) >= MAXRETRY, regex[-2000:]
+    assert f'Rejected Find request from remote DICOM modality with AET "CT1" and hostname "{MODALITY_IP}"' in regex
+
+
+LOCAL_REQUEST = """
+import base64, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], method="DELETE")
+request.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[2].encode()).decode())
+request.add_header("X-Forwarded-For", sys.argv[3])
+try:
+    print(urllib.request.urlopen(request, timeout=10).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+
+def test_log_injection_leaves_one_line_per_request_and_bans_nobody(clean_jails):
+    forged = "W1201 05:00:00.000000 CommandDispatcher.cpp:617] Rejected association for remote AET X on IP 198.51.100.7"
+    marker = f"inj{RUN}"
+    path = f"/patients/{marker}%0A" + forged.replace(" ", "%20").replace("]", "%5D")
+    # Through nginx (the way in from outside): encoded control characters are refused there.
+    for _ in range(MAXRETRY):
+        code, _ = checks.https_status(ADMIN, SERVER_IP, *VIEWER, path=path, extra="-X DELETE")
+        assert code == "400", code
+    nginx_lines = [x for x in root("cat /var/log/nginx/orthanc-access.log").stdout.splitlines() if marker in x]
+    assert len(nginx_lines) == MAXRETRY, nginx_lines
+    # Straight to Orthanc on loopback (nginx's place): the request filter sees the decoded newline,
+    # refuses, and writes ONE escaped line per request.
+    args = " ".join(shlex.quote(a) for a in (f"http://127.0.0.1:8042{path}", ":".join(VIEWER), ATTACKER_IP))
+    for _ in range(MAXRETRY):
+        assert root(f"python3 -c {shlex.quote(LOCAL_REQUEST)} {args}").stdout.strip() == "403"
+    orthanc = root("cat /var/log/orthanc/Orthanc.log").stdout.splitlines()
+    lines = [x for x in orthanc if marker in x]
+    assert len(lines) == MAXRETRY and all("orthanc-remote: refused" in x and "\\x0a" in x for x in lines), lines
+    # No line starts with the forged text; the address appears only inside the escaped refusals.
+    assert not any(x.startswith(forged[:30]) for x in orthanc), "a forged line was written"
+    assert all(marker in x for x in orthanc if "198.51.100.7" in x)
+    time.sleep(3)
+    assert checks.banned_anywhere(SERVER) == {}
+    regex = root(
+        "fail2ban-regex --print-all-matched /var/log/orthanc/Orthanc.log /etc/fail2ban/filter.d/orthanc-remote-dicom.conf"
+    ).stdout
+    assert "198.51.100.7" not in regex and marker not in regex, regex[-2000:]
+
+
+def test_dicom_filter_matches_real_lines_and_no_forged_line():
+    # Real lines Orthanc 1.10.1 wrote in this scenario, and forged variants that must not match.
+    log = root("cat /var/log/orthanc/Orthanc.log").stdout.splitlines()
+    real_assoc = next(x for x in log if re.search(r"CommandDispatcher\.cpp:\d+\] Rejected association for remote AET", x))
+    real_command = next(x for x in log if 'Rejected Find request from remote DICOM modality with AET "CT1"' in x)
+    refused = next(x for x in log if "orthanc-remote: refused" in x and "x0a" in x)
+    stamp = real_assoc.split(" ", 2)[:2]
+    forged = [
+        refused,
+        f"{stamp[0]} {stamp[1]} PluginsManager.cpp:153] orthanc-remote: refused: Rejected association for remote AET X on IP 198.51.100.7",
+        f"{stamp[0]} {stamp[1]} CommandDispatcher.cpp:617] Rejected association for remote AET X on IP 198.51.100.7 (forged)",
+        f"{stamp[0]} {stamp[1]} main.cpp:1] note: Rejected association for remote AET X on IP 198.51.100.7",
+        f'{stamp[0]} {stamp[1]} CommandDispatcher.cpp:821] Rejected Echo request from remote DICOM modality with AET "A" and hostname "198.51.100.7" x',
+        f"{stamp[0]} {stamp[1]} CommandDispatcher.cpp:617] Rejected association for remote AET THIS-AET-IS-WAY-TOO-LONG on IP 198.51.100.7",
+    ]
+    sample = "\n".join([real_assoc, real_command] + forged) + "\n"
+    root(f"cat > /tmp/dicom-sample.log <<'EOF'\n{sample}EOF")
+    out = root("fail2ban-regex --print-all-matched /tmp/dicom-sample.log /etc/fail2ban/filter.d/orthanc-remote-dicom.conf")
+    assert re.search(r"Lines: 8 lines, 0 ignored, 2 matched, 6 missed", out.stdout), out.stdout
+    matched = out.stdout.split("|- Matched line(s):")[1].split("`-")[0] if "|- Matched line(s):" in out.stdout else out.stdout
+    assert "198.51.100.7" not in matched, out.stdout
+
+
+def test_failed_vpn_handshakes_ban_on_the_vpn_port_only(clean_jails):
+    # Last of the ban tests: OpenVPN logs the handshakes still pending when the client stops
+    # "failed" 60 s later (hand-window), which bans the attacker again on the VPN port.
+    # A client with the right tls-crypt key but a certificate the server does not trust: one
+    # "TLS handshake failed" per attempt. The ban covers the VPN port, not HTTPS or DICOM.
+    key = root("cat /etc/openvpn/server/tc.key").stdout
+    ATTACKER.run(f"cat > /tmp/tc.key <<'EOF'\n{key}EOF")
+    _rogue_vpn_client("/tmp/tc.key", 120)
+    try:
+        assert wait_for(lambda: ATTACKER_IP in banned("orthanc-openvpn"), 110), (
+            root("tail -20 /var/log/openvpn/orthanc-remote.log").stdout)
+    finally:
+        _stop_rogue_vpn_client()
+    assert ATTACKER_IP in root("nft list ruleset").stdout
+    assert checks.banned_anywhere(SERVER) == {"orthanc-openvpn": [ATTACKER_IP]}
+    assert https_login(ATTACKER, "nobody")[0] == "401"
+    assert checks.dicom_port_answers(ATTACKER, SERVER_IP)
+    assert not checks.vpn_port_answers(SERVER, ATTACKER, ATTACKER_IP, SERVER_IP)
 
 
 # --- logs -------------------------------------------------------------------------------------

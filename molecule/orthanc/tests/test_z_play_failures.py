@@ -44,9 +44,9 @@ def test_weak_passwords_fail_the_play_before_anything_changes():
     rc, out = _play({"site_users": users}, tags="orthanc_validate,orthanc_users,orthanc_config")
     assert rc != 0, out
     for name in ("admin", "dr-view", "mod-upload"):
-        assert f"refused for user '{name}'" in out, out
-    assert "remove `password` to have one generated" in out
-    assert "admin_password" not in out.replace("orthanc_users[admin].password", ""), "the password must not be printed"
+        assert f"site_users[{name}].password: refused" in out, out
+    assert "remove password to have a strong one generated" in out
+    assert "admin_password" not in out.replace("vault_admin_password", ""), "the password must not be printed"
     assert "changed=0" in out, out
     assert _fingerprint() == before
 
@@ -67,3 +67,26 @@ def test_a_configuration_orthanc_refuses_fails_the_play_with_orthancs_error():
     assert restore.rc == 0, restore.stderr
     echo = SERVER.run("echoscu -v -aet HEALTHCHECK -aec ORTHANC-MOL 127.0.0.1 4242")
     assert "Received Echo Response (Success)" in echo.stdout + echo.stderr
+
+
+def test_overrides_that_weaken_a_control_fail_the_play_naming_each_key():
+    before = _fingerprint()
+    overrides = {"AuthenticationEnabled": False, "ExecuteLuaEnabled": True, "DicomAlwaysAllowStore": True,
+                 "MaximumPatientCount": 10, "StableAge": 30}
+    rc, out = _play({"orthanc_config_overrides": overrides}, tags="orthanc_validate")
+    assert rc != 0, out
+    for key in ("AuthenticationEnabled", "ExecuteLuaEnabled", "DicomAlwaysAllowStore", "MaximumPatientCount"):
+        assert f"orthanc_config_overrides: {key} is refused" in out, out
+    assert "StableAge is refused" not in out
+    assert "changed=0" in out, out
+    assert _fingerprint() == before
+
+
+def test_an_orthanc_older_than_the_security_release_fails_the_play():
+    # The installed package is 1.10.1+dfsg-2+deb12u1; a floor above it must be refused, naming both.
+    installed = SERVER.run("dpkg-query -W -f='${Version}' orthanc").stdout.strip()
+    rc, out = _play({"orthanc_minimum_version": "1.10.1+dfsg-2+deb12u99"}, tags="orthanc_install")
+    assert rc != 0, out
+    assert f"orthanc {installed} is installed but 1.10.1+dfsg-2+deb12u99 or later is needed" in out, out
+    rc, out = _play({"orthanc_minimum_version": "1.10.1+dfsg-2+deb12u1"}, tags="orthanc_install")
+    assert rc == 0, out
