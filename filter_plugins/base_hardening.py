@@ -205,6 +205,60 @@ def ssh_names_errors(values: Any, variable: str) -> list[str]:
     ]
 
 
+SYSCTL_KEY = re.compile(r"^[a-z0-9_]+([./][a-z0-9_-]+)+$")
+ALGORITHM = re.compile(r"^[A-Za-z0-9@._+-]+$")
+
+
+def input_errors(settings: dict) -> list[str]:
+    """Every problem with the role's inputs (variables without their ``base_hardening_`` prefix),
+    each message naming the variable and the fix. Empty: the inputs are fine."""
+    errors: list[str] = []
+
+    def bad(variable: str, fix: str) -> None:
+        errors.append(f"base_hardening_{variable}: {fix}")
+
+    if settings.get("unattended_origins") not in ("security", "all"):
+        bad("unattended_origins", "must be security or all")
+    if not re.match(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", str(settings.get("reboot_time", ""))):
+        bad("reboot_time", "must be HH:MM, e.g. 02:00")
+    if not re.match(r"^(https?|file)://\S+$", str(settings.get("security_mirror", ""))):
+        bad("security_mirror", "must be a URL such as http://deb.debian.org/debian-security")
+    if not isinstance(settings.get("minimum_versions"), dict):
+        bad("minimum_versions", "must be a mapping package: version")
+    if settings.get("ssh_permit_root_login") not in SSH_PERMIT_ROOT:
+        bad("ssh_permit_root_login", f"must be one of {', '.join(SSH_PERMIT_ROOT)}")
+    if settings.get("ssh_allow_tcp_forwarding") not in ("no", "yes", "local", "remote"):
+        bad("ssh_allow_tcp_forwarding", "must be no, yes, local or remote")
+    for name in ("ssh_client_alive_interval", "ssh_client_alive_count_max", "ssh_max_auth_tries", "ssh_max_sessions"):
+        try:
+            if int(settings.get(name)) <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            bad(name, "must be a whole number above 0")
+    for name in ("ssh_ciphers", "ssh_kex_algorithms", "ssh_macs"):
+        values = settings.get(name)
+        if not isinstance(values, list) or not values or not all(ALGORITHM.match(str(v)) for v in values):
+            bad(name, "must be a non-empty list of algorithm names")
+    if not re.match(r"^0?[0-7]{3}$", str(settings.get("umask", ""))):
+        bad("umask", "must be three octal digits, e.g. 027")
+    sysctl = settings.get("sysctl_settings")
+    if not isinstance(sysctl, dict):
+        bad("sysctl_settings", "must be a mapping key: value")
+    else:
+        for key in sysctl:
+            if not SYSCTL_KEY.match(str(key)):
+                bad("sysctl_settings", f"{key!r} is not a sysctl key; write e.g. net.ipv4.conf.all.rp_filter")
+        if "net.ipv4.ip_forward" in sysctl or "net/ipv4/ip_forward" in sysctl:
+            bad("sysctl_settings", "must not set net.ipv4.ip_forward: OpenVPN forwards (ufw_firewall owns it)")
+    modules = settings.get("disabled_modules")
+    if not isinstance(modules, list) or not all(re.match(r"^[a-z0-9_-]+$", str(m)) for m in modules):
+        bad("disabled_modules", "must be a list of lowercase module names")
+    errors += ssh_names_errors(settings.get("ssh_allow_users"), "site_ssh_allow_users")
+    errors += ssh_names_errors(settings.get("ssh_allow_groups"), "site_ssh_allow_groups")
+    errors += login_defs_errors(settings.get("login_defs"))
+    return errors
+
+
 class FilterModule:
     """Expose the functions to Jinja."""
 
@@ -217,4 +271,5 @@ class FilterModule:
             "base_hardening_login_defs_errors": login_defs_errors,
             "base_hardening_ssh_lockout_errors": ssh_lockout_errors,
             "base_hardening_ssh_names_errors": ssh_names_errors,
+            "base_hardening_input_errors": input_errors,
         }

@@ -141,3 +141,51 @@ def test_ssh_names_errors():
     assert bh.ssh_names_errors(None, "site_ssh_allow_users") == []
     assert bh.ssh_names_errors("admin", "site_ssh_allow_users") == ["site_ssh_allow_users must be a list of names"]
     assert len(bh.ssh_names_errors(["bad name", "a@b"], "site_ssh_allow_groups")) == 2
+
+
+GOOD_INPUTS = {
+    "unattended_origins": "security",
+    "reboot_time": "02:00",
+    "security_mirror": "http://deb.debian.org/debian-security",
+    "minimum_versions": {"nginx": "1.22.1-9+deb12u11"},
+    "ssh_permit_root_login": "no",
+    "ssh_allow_tcp_forwarding": "no",
+    "ssh_client_alive_interval": 300,
+    "ssh_client_alive_count_max": 2,
+    "ssh_max_auth_tries": 3,
+    "ssh_max_sessions": 4,
+    "ssh_ciphers": ["aes256-gcm@openssh.com"],
+    "ssh_kex_algorithms": ["curve25519-sha256"],
+    "ssh_macs": ["hmac-sha2-256-etm@openssh.com"],
+    "umask": "027",
+    "sysctl_settings": {"kernel.sysrq": 0},
+    "disabled_modules": ["sctp"],
+    "ssh_allow_users": ["admin"],
+    "ssh_allow_groups": [],
+    "login_defs": {"UMASK": "027"},
+}
+
+
+def test_input_errors_accept_the_defaults_shape():
+    assert bh.input_errors(GOOD_INPUTS) == []
+
+
+@pytest.mark.parametrize(
+    "key, value, fragment",
+    [
+        ("unattended_origins", "everything", "base_hardening_unattended_origins"),
+        ("reboot_time", "2am", "base_hardening_reboot_time"),
+        ("ssh_permit_root_login", "yes", "base_hardening_ssh_permit_root_login"),
+        ("ssh_max_auth_tries", 0, "base_hardening_ssh_max_auth_tries"),
+        ("ssh_ciphers", [], "base_hardening_ssh_ciphers"),
+        ("umask", "22", "base_hardening_umask"),
+        ("sysctl_settings", {"net.ipv4.ip_forward": 0}, "OpenVPN forwards"),
+        ("sysctl_settings", {"Bad Key": 1}, "is not a sysctl key"),
+        ("disabled_modules", ["USB"], "base_hardening_disabled_modules"),
+        ("ssh_allow_users", ["bad user"], "site_ssh_allow_users"),
+        ("login_defs", {"umask": "027"}, "base_hardening_login_defs"),
+    ],
+)
+def test_input_errors_name_the_variable(key, value, fragment):
+    errors = bh.input_errors(dict(GOOD_INPUTS, **{key: value}))
+    assert errors and any(fragment in e for e in errors), errors
