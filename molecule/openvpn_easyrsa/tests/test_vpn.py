@@ -129,7 +129,7 @@ def test_vpn_runs_under_base_hardening():
     assert "net.ipv4.conf.all.rp_filter = 1" in hardening
     assert not [line for line in hardening.splitlines() if "ip_forward" in line and not line.startswith("#")]
     assert "install tipc /bin/true" in server.file("/etc/modprobe.d/orthanc-remote-hardening.conf").content_string
-    assert "umask 027" in server.file("/etc/profile.d/orthanc-remote-umask.sh").content_string
+    assert "umask 027" in server.file("/etc/profile.d/orthanc-remote-login.sh").content_string
 
 
 def test_server_log_has_no_deprecated_options():
