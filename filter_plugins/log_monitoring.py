@@ -13,7 +13,7 @@ import re
 from typing import Any, Iterable
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
-CHECK_NAMES = ("certs", "disk", "services", "dicom_echo")
+CHECK_NAMES = ("certs", "disk", "services", "dicom_echo", "updates")
 BANACTIONS = ("auto", "nftables-multiport", "nftables-allports", "iptables-multiport", "iptables-allports")
 # A fail2ban time: plain seconds or a number with a unit (10m, 1h, 1d, 1w); -1 bans forever.
 TIME_PATTERN = re.compile(r"^(-1|\d+|\d+(\.\d+)?\s*(s|m|h|d|w|mo|y|sec|min|hour|day|week)s?)$")
@@ -136,7 +136,7 @@ def certificate_watch(
 def check_units(schedule: dict, enabled: dict | None = None) -> list[dict]:
     """One systemd service+timer pair per enabled check: ``[{name, unit, on_calendar}]``.
 
-    ``schedule`` maps a check name (certs, disk, services, dicom_echo) to an OnCalendar
+    ``schedule`` maps a check name (certs, disk, services, dicom_echo, updates) to an OnCalendar
     expression; ``enabled`` maps the same names to booleans (missing means enabled).
     """
     enabled = enabled or {}

@@ -334,3 +334,44 @@ def test_render_table():
     assert lines[0].split() == ["LAST", "RUN", "STATUS", "CHECK", "TARGET", "DETAILS"]
     assert lines[1].split() == ["2025-11-29", "06:00:00Z", "WARNING", "cert", "/a.crt", "days_left=29"]
     assert "no orthanc-remote-check results" in status.render([])
+
+
+# --- updates ----------------------------------------------------------------------------------
+APT_SIM = """Reading package lists...
+Inst libssl3 [3.0.17-1~deb12u2] (3.0.22-1~deb12u2 Debian-Security:12/oldstable-security [amd64])
+Inst tzdata [2025b-0+deb12u1] (2025b-0+deb12u2 Debian:12.13/oldstable [all])
+Conf libssl3 (3.0.22-1~deb12u2 Debian-Security:12/oldstable-security [amd64])
+"""
+
+
+def test_parse_apt_simulation_splits_security_from_other():
+    assert check.parse_apt_simulation(APT_SIM) == {"security": ["libssl3"], "other": ["tzdata"]}
+    assert check.parse_apt_simulation("") == {"security": [], "other": []}
+
+
+@pytest.mark.parametrize(
+    "security, reboot, expected",
+    [([], None, "OK"), (["libssl3"], None, "WARNING"), ([], [], "WARNING"), ([], ["libc6"], "WARNING")],
+)
+def test_classify_updates(security, reboot, expected):
+    assert check.classify_updates({"security": security, "other": ["tzdata"]}, reboot) == expected
+
+
+def test_check_updates_reports_security_and_reboot():
+    res = check.check_updates({}, run=lambda argv, stdin: (0, APT_SIM), reboot=lambda: ["libc6"])
+    assert res == [
+        check.result("updates", "apt", "WARNING", security=1, other=1, reboot="yes: libc6", security_packages="libssl3")
+    ]
+    ok = check.check_updates({}, run=lambda argv, stdin: (0, "Reading package lists...\n"), reboot=lambda: None)
+    assert ok[0]["status"] == "OK" and ok[0]["reboot"] == "no"
+    failed = check.check_updates({}, run=lambda argv, stdin: (100, "E: Could not open lock file"), reboot=lambda: None)
+    assert failed[0]["status"] == "WARNING" and "lock" in failed[0]["error"]
+
+
+def test_read_reboot_required(tmp_path):
+    flag, pkgs = tmp_path / "reboot-required", tmp_path / "reboot-required.pkgs"
+    assert check.read_reboot_required(str(flag), str(pkgs)) is None
+    flag.write_text("*** System restart required ***\n")
+    assert check.read_reboot_required(str(flag), str(pkgs)) == []
+    pkgs.write_text("libc6\nlinux-image-amd64\nlibc6\n")
+    assert check.read_reboot_required(str(flag), str(pkgs)) == ["libc6", "linux-image-amd64"]

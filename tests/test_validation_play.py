@@ -56,12 +56,14 @@ def test_site_facts_and_role_variables_are_refused_before_any_host_is_contacted(
 def test_role_variables_are_all_refused_at_once(tmp_path):
     rc, out = run(tmp_path, {"orthanc_config_overrides": {"AuthenticationEnabled": False},
                              "orthanc_dicom_scp_timeout": 0, "log_monitoring_fail2ban_bantime": "forever",
-                             "ufw_firewall_comment_prefix": "Bad Prefix"})
+                             "ufw_firewall_comment_prefix": "Bad Prefix",
+                             "base_hardening_sysctl_settings": {"net.ipv4.ip_forward": 0}})
     assert rc != 0 and "unreachable=0" in out, out
     for line in ("- orthanc_config_overrides: AuthenticationEnabled is refused because it would weaken a control",
                  "- orthanc_dicom_scp_timeout: 0 is not a whole number >= 1",
                  "- log_monitoring_fail2ban_bantime: 'forever' is not a fail2ban time",
-                 "- ufw_firewall_comment_prefix: 'Bad Prefix' is not usable"):
+                 "- ufw_firewall_comment_prefix: 'Bad Prefix' is not usable",
+                 "- base_hardening_sysctl_settings: must not set net.ipv4.ip_forward"):
         assert line in out, line
 
 

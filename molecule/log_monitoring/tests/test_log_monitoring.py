@@ -138,7 +138,7 @@ def test_failed_https_logins_ban_the_attacker_on_the_https_port_only(clean_jails
     assert https_login(ADMIN, "admin")[0] == "401"
     # fail2ban-regex matches the lines this test produced, with the attacker's address.
     regex = root(
-        "fail2ban-regex --print-all-matched /var/log/nginx/orthanc-access.log "
+        "fail2ban-regex --print-all-matched /var/log/nginx/orthanc-remote/orthanc-access.log "
         "/etc/fail2ban/filter.d/orthanc-remote-https.conf"
     )
     matched = [line for line in regex.stdout.splitlines() if user in line]
@@ -163,7 +163,7 @@ def test_admin_source_is_never_banned(clean_jails):
     assert https_login(ADMIN, user)[0] == "401"
     # The filter matches the admin's failures too: only ignoreip keeps the admin in.
     regex = root(
-        "fail2ban-regex --print-all-matched /var/log/nginx/orthanc-access.log "
+        "fail2ban-regex --print-all-matched /var/log/nginx/orthanc-remote/orthanc-access.log "
         "/etc/fail2ban/filter.d/orthanc-remote-https.conf"
     )
     assert len([line for line in regex.stdout.splitlines() if user in line and ADMIN_IP in line]) >= MAXRETRY * 2
@@ -357,8 +357,11 @@ def test_logrotate_accepts_the_configuration():
     out = root("logrotate -d /etc/logrotate.conf")
     assert out.rc == 0, out.stderr
     assert "error:" not in out.stderr.lower(), out.stderr
-    for path in ("/var/log/orthanc/Orthanc.log.", "/var/log/nginx/*.log", "/var/log/openvpn/orthanc-remote.log"):
+    for path in ("/var/log/orthanc/Orthanc.log.", "/var/log/nginx/orthanc-remote/*.log", "/var/log/openvpn/orthanc-remote.log"):
         assert path in out.stderr
+    # The site's nginx logs have their own stanza: Debian's /etc/logrotate.d/nginx (a conffile) is as shipped.
+    assert "/var/log/nginx/*.log" in out.stderr
+    assert root("dpkg --verify nginx-common").stdout == ""
 
 
 def test_orthanc_per_start_logs_are_archived_and_pruned():

@@ -123,6 +123,15 @@ def test_modality_behind_gateway_reaches_pacs_with_its_own_address(probe):
     assert "10.8.0.10 - -" not in log
 
 
+def test_vpn_runs_under_base_hardening():
+    """converge.yml applies base_hardening first (as site.yml does): the site LAN test above ran under it."""
+    hardening = server.file("/etc/sysctl.d/70-orthanc-remote-hardening.conf").content_string
+    assert "net.ipv4.conf.all.rp_filter = 1" in hardening
+    assert not [line for line in hardening.splitlines() if "ip_forward" in line and not line.startswith("#")]
+    assert "install tipc /bin/true" in server.file("/etc/modprobe.d/orthanc-remote-hardening.conf").content_string
+    assert "umask 027" in server.file("/etc/profile.d/orthanc-remote-login.sh").content_string
+
+
 def test_server_log_has_no_deprecated_options():
     log = server.check_output(f"cat {LOG}")
     assert "Initialization Sequence Completed" in log
@@ -150,7 +159,8 @@ def test_server_configuration_and_process():
     assert server.service("openvpn-server@orthanc-remote").is_running
     assert server.service("openvpn-server@orthanc-remote").is_enabled
     # Unprivileged after start-up.
-    assert server.check_output("ps -o user= -C openvpn").split() == ["nobody"]
+    ids = server.check_output("id -u openvpn-orthanc; id -g openvpn-orthanc").split()
+    assert server.check_output("ps -o uid=,gid= -C openvpn").split() == ids
     # The status file lists the two connected clients.
     # OpenVPN rewrites the status file every 30 s (server.conf `status ... 30`): wait for a fresh one.
     def both_listed():
@@ -166,8 +176,14 @@ def test_pki_is_private():
     assert pki.mode == 0o700 and pki.user == "root"
     assert server.file("/etc/openvpn/server/tls-crypt.key").mode == 0o600
     # The unprivileged user can read neither keys nor the PKI.
-    assert server.run(f"runuser -u nobody -- ls {PKI}").rc != 0
-    assert server.run("runuser -u nobody -- cat /etc/openvpn/server/tls-crypt.key").rc != 0
+    assert server.run(f"runuser -u openvpn-orthanc -- ls {PKI}").rc != 0
+    assert server.run("runuser -u openvpn-orthanc -- cat /etc/openvpn/server/tls-crypt.key").rc != 0
+    # The CRL is for the server's own group only: `nobody` (shared by other daemons) cannot read it.
+    crl = server.file("/etc/openvpn/server/crl.pem")
+    assert (crl.user, crl.group, crl.mode) == ("root", "openvpn-orthanc", 0o640)
+    assert server.run("runuser -u nobody -- cat /etc/openvpn/server/crl.pem").rc != 0
+    passwd = server.check_output("getent passwd openvpn-orthanc").split(":")
+    assert int(passwd[2]) < 1000 and passwd[6] == "/usr/sbin/nologin"
 
 
 def test_client_config_files_hold_static_addresses_and_iroutes():
@@ -235,7 +251,7 @@ def test_crl_is_refreshed_by_timer_and_readable_by_openvpn_user():
     assert before != after, "the timer's service did not regenerate the CRL"
     next_update = server.check_output("date -d \"$(openssl crl -in /etc/openvpn/server/crl.pem -noout -nextupdate | cut -d= -f2)\" +%s")
     assert int(next_update) - time.time() > 170 * 86400
-    crl = server.check_output("runuser -u nobody -- openssl crl -in /etc/openvpn/server/crl.pem -noout -text")
+    crl = server.check_output("runuser -u openvpn-orthanc -- openssl crl -in /etc/openvpn/server/crl.pem -noout -text")
     assert crl.count("Serial Number:") >= 2  # old-laptop and lost-laptop
     # Still accepted after the refresh.
     assert "3 received" in radiologist.check_output(f"ping -c 3 -W 2 {SERVER_TUNNEL}")

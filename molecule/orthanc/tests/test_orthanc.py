@@ -165,7 +165,7 @@ def test_no_credentials_gives_401_and_is_logged_with_the_client_ip():
     assert status == "401"
     status, _ = _https(MODALITY, "/patients", ("admin", "not-the-password-at-all"))
     assert status == "401"
-    log = SERVER.file("/var/log/nginx/orthanc-access.log").content_string
+    log = SERVER.file("/var/log/nginx/orthanc-remote/orthanc-access.log").content_string
     assert re.search(r'^10\.231\.11\.20 - admin \[.*"GET /patients HTTP/[0-9.]+" 401 ', log, re.M), log[-2000:]
 
 

@@ -113,19 +113,46 @@ def test_ssh_rule_is_rate_limited_and_was_updated_in_place(server):
 
 def test_full_tunnel_nat_exactly_once_even_after_reloads(server):
     server.check_output("ufw reload")
+    server.check_output("ufw reload")
     nat = server.check_output("iptables -t nat -S")
     assert nat.count("-A POSTROUTING -j ufw-orthanc-remote-nat") == 1, nat
     assert nat.count("-A ufw-orthanc-remote-nat -s 10.8.0.0/24 ! -d 10.8.0.0/24 -j MASQUERADE") == 1, nat
     # Gateway site subnets are routed with their own addresses: never NATed.
     assert "192.168.50" not in nat
-    forward = server.check_output("iptables -S ufw-before-forward")
-    assert "-A ufw-before-forward -s 10.8.0.0/24 -i tun0 ! -o tun0 -j ACCEPT" in forward
+    forward = server.check_output("iptables -S FORWARD")
+    rule = "-A FORWARD -s 10.8.0.0/24 -i tun0 ! -o tun0 -m comment --comment ufw-orthanc-remote-nat -j ACCEPT"
+    assert forward.count(rule) == 1, forward
+    # ... and it comes before ufw's chains, whose forward policy stays DROP.
+    assert forward.splitlines().index(rule) < forward.splitlines().index("-A FORWARD -j ufw-before-logging-forward")
 
 
-def test_container_sysctl_handling(server):
-    assert server.file("/etc/default/ufw").contains("^IPT_SYSCTL=/etc/ufw/sysctl-container.conf$")
-    settings = [line for line in server.file("/etc/ufw/sysctl-container.conf").content_string.splitlines()
-                if line.strip() and not line.startswith("#")]
-    assert settings == []
-    # Debian's file is untouched on this host (real hosts keep using it).
+def test_kernel_settings_in_sysctl_d_not_in_ufw_files(server):
+    assert server.file("/etc/default/ufw").contains("^IPT_SYSCTL=$")
+    conf = server.file("/etc/sysctl.d/60-orthanc-remote-ufw.conf").content_string
+    assert re.search(r"^net\.ipv4\.ip_forward = 1$", conf, re.M)
+    assert re.search(r"^net\.ipv4\.conf\.all\.accept_redirects = 0$", conf, re.M)
+    # Debian's sysctl file is untouched.
     assert server.file("/etc/ufw/sysctl.conf").contains("^#net/ipv4/ip_forward=1$")
+
+
+def test_no_package_conffile_edited(server):
+    # dpkg's record of every conffile of ufw matches the file on disk (diversions followed).
+    assert server.check_output("dpkg --verify ufw") == ""
+    assert "/etc/default/ufw.dpkg-orthanc-remote" in server.check_output("dpkg-divert --list /etc/default/ufw")
+    # The ucf-managed rule files are exactly Debian's templates (the seeded old block is gone).
+    for name in ("before.rules", "before6.rules", "after.rules", "after6.rules"):
+        assert server.run(f"cmp /usr/share/ufw/iptables/{name} /etc/ufw/{name}").rc == 0, name
+
+
+def test_reinstall_and_upgrade_prompt_nothing_and_keep_the_firewall(server):
+    before = server.check_output("ufw status verbose")
+    cmd = server.run(
+        "DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
+        "-o Dpkg::Options::=--force-confold install --reinstall ufw </dev/null"
+    )
+    assert cmd.rc == 0, cmd.stderr
+    assert "Configuration file" not in cmd.stdout
+    assert server.check_output("dpkg --verify ufw") == ""
+    assert server.file("/etc/default/ufw").contains("orthanc-remote")
+    server.check_output("ufw reload")
+    assert server.check_output("ufw status verbose") == before

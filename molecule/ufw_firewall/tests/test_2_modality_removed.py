@@ -54,4 +54,5 @@ def test_nat_removed_with_the_full_tunnel(run):
     server = host("server")
     assert "orthanc-remote" not in server.check_output("iptables -t nat -S")
     assert "tun0" not in server.check_output("iptables -S ufw-before-forward")
+    assert "tun0" not in server.check_output("iptables -S FORWARD")
     assert "orthanc-remote ufw_firewall" not in server.file("/etc/ufw/before.rules").content_string

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """orthanc-remote-check: health checks of an orthanc-remote PACS server (installed by log_monitoring).
 
-Usage: orthanc-remote-check [--config FILE] [--no-notify] [--set KEY=JSON] {certs,disk,services,dicom_echo,all}
+Usage: orthanc-remote-check [--config FILE] [--no-notify] [--set KEY=JSON] {certs,disk,services,dicom_echo,updates,all}
 
 Each result is ONE line on stdout, e.g.
     check=cert target=/etc/orthanc-remote/tls/https.crt status=WARNING days_left=12 ...
@@ -339,11 +339,62 @@ def check_dicom_echo(config: dict, run: Runner = run_command) -> list:
     ]
 
 
+def parse_apt_simulation(output: str) -> dict:
+    """``apt-get -s dist-upgrade`` -> {"security": [names], "other": [names]} of the pending upgrades.
+
+    An ``Inst`` line names the package and the archive its new version comes from; Debian's
+    security suite is labelled ``Debian-Security``.
+    """
+    pending: dict = {"security": [], "other": []}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[0] != "Inst":
+            continue
+        kind = "security" if "Debian-Security:" in line else "other"
+        if parts[1] not in pending[kind]:
+            pending[kind].append(parts[1])
+    return pending
+
+
+def classify_updates(pending: dict, reboot: "list[str] | None") -> str:
+    """WARNING while a security update or a reboot is pending; other updates are reported, OK."""
+    return "WARNING" if pending["security"] or reboot is not None else "OK"
+
+
+def read_reboot_required(flag: str = "/run/reboot-required", pkgs: str = "/run/reboot-required.pkgs") -> "list[str] | None":
+    """The packages asking for a reboot ([] when the flag carries no list), None when none is pending."""
+    if not os.path.exists(flag):
+        return None
+    try:
+        with open(pkgs, encoding="utf-8") as handle:
+            return sorted(set(handle.read().split()))
+    except OSError:
+        return []
+
+
+def check_updates(config: dict, run: Runner = run_command, reboot: Callable = read_reboot_required) -> list:
+    """Pending package updates (security ones first) and a pending reboot, from APT's own lists."""
+    code, out = run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "dist-upgrade"], "")
+    if code != 0:
+        return [result("updates", "apt", "WARNING", error=(out.strip().splitlines() or ["apt-get -s failed"])[-1][:200])]
+    pending = parse_apt_simulation(out)
+    needs_reboot = reboot()
+    fields = {
+        "security": len(pending["security"]),
+        "other": len(pending["other"]),
+        "reboot": "no" if needs_reboot is None else ("yes: " + " ".join(needs_reboot) if needs_reboot else "yes"),
+    }
+    if pending["security"]:
+        fields["security_packages"] = " ".join(pending["security"][:20])
+    return [result("updates", "apt", classify_updates(pending, needs_reboot), **fields)]
+
+
 CHECKS = {
     "certs": lambda c, now: check_certificates(c, now),
     "disk": lambda c, now: check_disk(c),
     "services": lambda c, now: check_services(c),
     "dicom_echo": lambda c, now: check_dicom_echo(c),
+    "updates": lambda c, now: check_updates(c),
 }
 
 
