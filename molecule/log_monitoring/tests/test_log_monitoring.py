@@ -288,7 +288,7 @@ def test_log_injection_leaves_one_line_per_request_and_bans_nobody(clean_jails):
     for _ in range(MAXRETRY):
         code, _ = checks.https_status(ADMIN, SERVER_IP, *VIEWER, path=path, extra="-X DELETE")
         assert code == "400", code
-    nginx_lines = [x for x in root("cat /var/log/nginx/orthanc-access.log").stdout.splitlines() if marker in x]
+    nginx_lines = [x for x in root("cat /var/log/nginx/orthanc-remote/orthanc-access.log").stdout.splitlines() if marker in x]
     assert len(nginx_lines) == MAXRETRY, nginx_lines
     # Straight to Orthanc on loopback (nginx's place): the request filter sees the decoded newline,
     # refuses, and writes ONE escaped line per request.
