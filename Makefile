@@ -8,8 +8,11 @@ BIN       := $(VENV)/bin
 SITE      ?= lab
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
+# The Debian release of the lab and molecule containers: bookworm (12) or trixie (13).
+SUITE     ?= bookworm
+export ORTHANC_REMOTE_SUITE := $(SUITE)
 # The base image for the lab and molecule containers (scripts/image-tag.sh).
-export ORTHANC_REMOTE_IMAGE_RESOLVED := $(shell scripts/image-tag.sh)
+export ORTHANC_REMOTE_IMAGE_RESOLVED := $(shell ORTHANC_REMOTE_SUITE=$(SUITE) scripts/image-tag.sh)
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
