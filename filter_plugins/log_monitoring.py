@@ -214,7 +214,7 @@ def config_errors(config: dict) -> list[str]:
         except ValueError:
             errors.append(
                 f"log_monitoring_admin_sources / log_monitoring_fail2ban_ignoreip_extra: {source!r} "
-                "is not an IP address or CIDR (e.g. 198.51.100.0/28)"
+                "is not an IP address or CIDR; write a CIDR such as 198.51.100.0/28 or a single address"
             )
     if config.get("fail2ban_banaction") == "ufw":
         errors.append(
@@ -251,10 +251,10 @@ def config_errors(config: dict) -> list[str]:
             )
     url = config.get("alert_webhook_url") or ""
     if url and not re.match(r"^https?://[^\s/]+(/\S*)?$", str(url)):
-        errors.append(f"log_monitoring_alert_webhook_url (site_alerts.webhook_url): {url!r} must be an http(s) URL")
+        errors.append(f"log_monitoring_alert_webhook_url (site_alerts.webhook_url): {url!r} must be an http(s) URL; write a URL starting with https://")
     email = config.get("alert_email") or ""
     if email and not re.match(r"^[^@\s]+@[^@\s]+$", str(email)):
-        errors.append(f"log_monitoring_alert_email (site_alerts.email): {email!r} is not an e-mail address")
+        errors.append(f"log_monitoring_alert_email (site_alerts.email): {email!r} is not an e-mail address; write one address such as pacs-alerts@example.org")
     for index, item in enumerate(config.get("certificates_extra") or []):
         if not isinstance(item, dict) or not item.get("name") or not str(item.get("path", "")).startswith("/"):
             errors.append(

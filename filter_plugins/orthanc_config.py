@@ -111,7 +111,8 @@ def settings_errors(settings: dict) -> list[str]:
     if tls.get("enabled"):
         for key in ("certificate", "private_key", "trusted_certificates"):
             if not isinstance(tls.get(key), str) or not tls[key].startswith("/"):
-                errors.append(f"orthanc_dicom_tls_{key}: an absolute path is required when DICOM TLS is on")
+                errors.append(f"orthanc_dicom_tls_{key}: an absolute path is required when DICOM TLS is on; "
+                                  "give an absolute path, or an absolute site_tls_dir")
     errors += config_override_errors(settings.get("overrides") or {})
     return errors
 

@@ -36,6 +36,6 @@ def test_the_validation_play_runs_every_roles_input_checks():
     play = yaml.safe_load((ROOT / "playbooks" / "validate.yml").read_text())[0]
     roles = play["tasks"][1]["loop"]
     assert sorted(roles) == sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "inputs.yml").is_file())
-    hook = play["tasks"][2]["vars"]["__site_role_errors"]
+    hook = play["tasks"][2]["vars"]["__site_all_errors"]
     for role in roles:
         assert f"__{role}_input_errors" in hook, role
