@@ -22,10 +22,23 @@ def write_inventory(directory: pathlib.Path, variables: dict) -> pathlib.Path:
     return inventory
 
 
-def run_playbook(inventory: pathlib.Path, playbook: str, *args: str) -> tuple[int, str]:
-    """``ansible-playbook`` with the project's own ansible.cfg (roles, filter plugins), not molecule's."""
+def _project_env() -> dict[str, str]:
+    """The environment of an admin's shell: the project's own ansible.cfg, not molecule's."""
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return env
+
+
+def run_playbook(inventory: pathlib.Path, playbook: str, *args: str) -> tuple[int, str]:
+    """``ansible-playbook`` with the project's own ansible.cfg (roles, filter plugins)."""
     result = subprocess.run(["ansible-playbook", "-i", str(inventory), playbook, *args], cwd=PROJECT,
-                            capture_output=True, text=True, env=env, timeout=1200)
+                            capture_output=True, text=True, env=_project_env(), timeout=1200)
+    return result.returncode, result.stdout + result.stderr
+
+
+def run_make(target: str, inventory: pathlib.Path, **variables: str) -> tuple[int, str]:
+    """A day-2 command exactly as the README gives it (``make <target> SITE=...``), on ``inventory``."""
+    command = ["make", "--no-print-directory", "-C", str(PROJECT), target, f"INVENTORY={inventory}",
+               *(f"{name}={value}" for name, value in variables.items())]
+    result = subprocess.run(command, capture_output=True, text=True, env=_project_env(), timeout=1800)
     return result.returncode, result.stdout + result.stderr

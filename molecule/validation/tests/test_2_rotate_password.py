@@ -1,4 +1,4 @@
-"""Day-2: `playbooks/rotate-password.yml -e user=NAME` rotates one user's password and applies it.
+"""Day-2: `make rotate-password USER=NAME` (playbooks/rotate-password.yml) rotates one user's password and applies it.
 
 Runs after the bad inventories (the host must be fresh for those). A small valid site (no VPN,
 plain DICOM, the orthanc role's self-signed HTTPS): the first rotation deploys Orthanc with a
@@ -13,7 +13,7 @@ import pathlib
 
 import pytest
 import testinfra
-from conftest import run_playbook, write_inventory
+from conftest import run_make, write_inventory
 
 HOST = testinfra.get_host("docker://mol-validation-pacs")
 VAULTED_1 = "Vaulted-Viewer-One-2026"
@@ -54,13 +54,13 @@ def workdir(tmp_path_factory):
 def test_a_generated_password_is_replaced_and_the_old_one_stops_working(workdir):
     artifacts = workdir / "artifacts"
     inventory = write_inventory(workdir, site(artifacts, VAULTED_1))
-    rc, out = run_playbook(inventory, "playbooks/rotate-password.yml", "-e", "user=admin")
+    rc, out = run_make("rotate-password", inventory, USER="admin")
     assert rc == 0, out
     first = (artifacts / "credentials" / "admin.txt").read_text().strip()
     assert https_status("admin", first) == "200"
-    rc, out = run_playbook(inventory, "playbooks/rotate-password.yml", "-e", "user=admin")
+    rc, out = run_make("rotate-password", inventory, USER="admin")
     assert rc == 0, out
-    assert "admin: new password deployed; it is in " in out
+    assert "admin: new password deployed; it is in " in out and "failed=0" in out
     second = (artifacts / "credentials" / "admin.txt").read_text().strip()
     assert second != first and len(second) >= 32
     assert second not in out and first not in out, "a password was printed"
@@ -72,10 +72,10 @@ def test_a_vaulted_password_is_refused_until_it_changes_then_applied(workdir):
     artifacts = workdir / "artifacts"
     inventory = write_inventory(workdir, site(artifacts, VAULTED_1))
     assert https_status("dr-view", VAULTED_1) == "200"
-    rc, out = run_playbook(inventory, "playbooks/rotate-password.yml", "-e", "user=dr-view")
+    rc, out = run_make("rotate-password", inventory, USER="dr-view")
     assert rc != 0 and "the vault still holds the password the server already has" in out, out
     inventory = write_inventory(workdir, site(artifacts, VAULTED_2))
-    rc, out = run_playbook(inventory, "playbooks/rotate-password.yml", "-e", "user=dr-view")
+    rc, out = run_make("rotate-password", inventory, USER="dr-view")
     assert rc == 0, out
     assert "it is the value now in the vault" in out
     assert VAULTED_2 not in out
@@ -85,5 +85,5 @@ def test_a_vaulted_password_is_refused_until_it_changes_then_applied(workdir):
 
 def test_an_unknown_user_is_refused(workdir):
     inventory = write_inventory(workdir, site(workdir / "artifacts", VAULTED_2))
-    rc, out = run_playbook(inventory, "playbooks/rotate-password.yml", "-e", "user=nobody")
+    rc, out = run_make("rotate-password", inventory, USER="nobody")
     assert rc != 0 and "user: nobody is not in site_users" in out, out
