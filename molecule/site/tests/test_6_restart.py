@@ -2,6 +2,7 @@
 again; re-running site.yml then changes nothing and keeps every stored instance."""
 
 import subprocess
+import time
 
 import pytest
 
@@ -19,14 +20,24 @@ def _containers() -> list[str]:
     return names
 
 
+def _booted(name: str) -> str:
+    """systemd's state once it has booted (right after a restart its bus may not answer yet)."""
+    state = ""
+    for _ in range(30):
+        state = host(name).run("systemctl is-system-running --wait").stdout.strip()
+        if state in ("running", "degraded"):
+            break
+        time.sleep(2)
+    return state
+
+
 @pytest.fixture(scope="module")
 def before():
     instances = all_instances()
     assert len(instances) >= 9
     subprocess.run(["docker", "restart", "-t", "20", *_containers()], check=True, capture_output=True, timeout=300)
     for name in _containers():
-        state = host(name).run("systemctl is-system-running --wait").stdout.strip()
-        assert state in ("running", "degraded"), (name, state)
+        assert _booted(name) in ("running", "degraded"), name
     return instances
 
 
