@@ -58,13 +58,32 @@ def _all_modalities(facts: dict) -> list[str]:
     return [m["name"] for m in _modalities(facts)]
 
 
+def _check_about(check: str, target: str, facts: dict) -> list[str]:
+    """The modalities whose path an orthanc-remote-check result lies on."""
+    every = _all_modalities(facts)
+    tls = [m["name"] for m in _modalities(facts) if m.get("tls") and _dicom(facts).get("tls")]
+    gateways = {c.get("name") for c in _vpn_clients(facts) if c.get("kind") == "modality_gateway"}
+    behind = [m["name"] for m in _modalities(facts) if m.get("vpn_gateway")]
+    if check in ("dicom_echo", "disk") or (check == "service" and target.startswith("orthanc.")):
+        return every
+    if check == "service" and target.startswith("openvpn") or check == "crl":
+        return behind
+    if check == "cert" and "/openvpn/" in target:
+        name = target.rsplit("/", 1)[-1].removesuffix(".crt")
+        if name in gateways:
+            return [m["name"] for m in _modalities(facts) if m.get("vpn_gateway") == name]
+        return behind if name in ("ca", "server") else []
+    if check == "cert" and "dicom" in target.rsplit("/", 1)[-1] or check == "cert" and target.endswith("/ca.crt"):
+        return tls
+    return []
+
+
 def check_results(collected: dict, facts: dict) -> list[dict]:
     """orthanc-remote-check's own results (services, certificates, CRL, disk, self C-ECHO, updates)."""
     out = []
     if collected.get("checks_error"):
         return [finding("WARN", "checks", "orthanc-remote-check", collected["checks_error"],
                         "apply the site (make apply) so log_monitoring installs its checks")]
-    dicom_users = _all_modalities(facts)
     fixes = {
         "service": "sudo systemctl restart {target}; `journalctl -u {target} -n 50` shows why it stopped",
         "cert": "make renew-certificates (or install the provided certificate), then hand out the new CA if it changed",
@@ -81,7 +100,7 @@ def check_results(collected: dict, facts: dict) -> list[dict]:
         detail = ", ".join(f"{k}={v}" for k, v in res.items() if k not in ("check", "target", "status"))
         cause = "" if result == "PASS" else (f"{check} {target}: {status}" + (f" ({detail})" if detail else ""))
         fix = "" if result == "PASS" else fixes.get(check, "see orthanc-remote-status").format(target=target)
-        about = dicom_users if check in ("dicom_echo", "disk") or (check == "service" and "orthanc" in target) else []
+        about = _check_about(check, target, facts)
         out.append(finding(result, {"cert": "certificate"}.get(check, check), target, cause, fix, about))
     return out
 

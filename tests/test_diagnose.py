@@ -198,3 +198,20 @@ def test_the_table_puts_failures_first_and_counts():
     lines = table(findings(state, FACTS, AUDIT))
     assert lines[0].startswith("FAIL vpn") and "fix:" in lines[0]
     assert lines[-1].startswith("1 FAIL, 0 WARN")
+
+
+@pytest.mark.parametrize("target, check, on_path", [
+    ("orthanc.service", "service", {"mri-1", "ct-1"}),
+    ("nginx.service", "service", set()),
+    ("openvpn-server@orthanc-remote.service", "service", {"mri-1"}),
+    ("/etc/orthanc-remote/tls/dicom.crt", "cert", {"ct-1"}),
+    ("/etc/orthanc-remote/tls/https.crt", "cert", set()),
+    ("/etc/openvpn/server/pki/issued/gw-1.crt", "cert", {"mri-1"}),
+    ("/etc/openvpn/server/pki/issued/dr-one.crt", "cert", set()),
+    ("/etc/openvpn/server/crl.pem", "crl", {"mri-1"}),
+])
+def test_a_failed_check_is_on_the_path_of_the_modalities_it_serves(target, check, on_path):
+    state = planted(checks=[{"check": check, "target": target, "status": "CRITICAL"}])
+    for modality in ("mri-1", "ct-1"):
+        found = [f for f in failures(state, modality=modality) if f["target"] == target]
+        assert bool(found) == (modality in on_path), (modality, target)
