@@ -208,7 +208,8 @@ def transfer_findings(collected: dict, facts: dict) -> list[dict]:
     if not errors:
         return [finding("PASS", "transfer", "Orthanc log", about=_all_modalities(facts))]
     last = " | ".join(e.strip()[:160] for e in errors[-3:])
-    return [finding("WARN", "transfer", "Orthanc log", f"{len(errors)} error line(s) in Orthanc's recent log, last: {last}",
+    window = collected.get("window_minutes", 60)
+    return [finding("WARN", "transfer", "Orthanc log", f"{len(errors)} error line(s) in Orthanc's log in the last {window} minutes, last: {last}",
                     "read /var/log/orthanc/Orthanc.log around these lines (disk full, malformed DICOM, TLS)", _all_modalities(facts))]
 
 

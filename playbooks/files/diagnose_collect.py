@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import datetime as dt
 import glob
 import json
 import os
@@ -43,6 +44,38 @@ def tail(path: str, lines: int) -> list[str]:
         return []
 
 
+def orthanc_line_time(line: str, now: dt.datetime) -> dt.datetime | None:
+    """When an Orthanc log line was written (``W1201 10:00:00.123456 ...``: no year, local time)."""
+    match = re.match(r"^[EWIT](\d{2})(\d{2}) (\d{2}):(\d{2}):(\d{2})", line)
+    if not match:
+        return None
+    month, day, hour, minute, second = (int(g) for g in match.groups())
+    try:
+        when = dt.datetime(now.year, month, day, hour, minute, second)
+    except ValueError:
+        return None
+    return when.replace(year=now.year - 1) if when > now + dt.timedelta(days=1) else when
+
+
+def access_line_time(line: str) -> dt.datetime | None:
+    """When an nginx access-log line was written (``[01/Dec/2026:23:47:41 +0000]``), naive local time."""
+    match = re.search(r"\[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\]", line)
+    if not match:
+        return None
+    return dt.datetime.strptime(match.group(1), "%d/%b/%Y:%H:%M:%S %z").astimezone().replace(tzinfo=None)
+
+
+def recent(lines: list[str], when, since: dt.datetime) -> list[str]:
+    """The lines written at or after ``since`` (a line without a readable time follows the previous one)."""
+    kept, keep = [], False
+    for line in lines:
+        stamp = when(line)
+        keep = stamp >= since if stamp is not None else keep
+        if keep:
+            kept.append(line)
+    return kept
+
+
 def checks() -> dict:
     """orthanc-remote-check's results, parsed (``check=... target=... status=...`` lines)."""
     if not shutil.which("orthanc-remote-check"):
@@ -71,10 +104,10 @@ def listening() -> list[dict]:
     return sockets
 
 
-def https_refusals(path: str) -> list[dict]:
+def https_refusals(path: str, since: dt.datetime) -> list[dict]:
     """Refused HTTPS logins (status 401) per user and source, from nginx's access log."""
     counts: collections.Counter = collections.Counter()
-    for line in tail(path, 5000):
+    for line in recent(tail(path, 5000), access_line_time, since):
         match = ACCESS_LINE.match(line)
         if match and match.group("status") == "401" and match.group("user") != "-":
             counts[(match.group("user"), match.group("source"))] += 1
@@ -153,14 +186,18 @@ def resources() -> dict:
 
 def main() -> int:
     paths = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    # Only what happened lately: a fault fixed an hour ago must not FAIL forever.
+    since = dt.datetime.now() - dt.timedelta(minutes=int(paths.get("window_minutes", 60)))
+    orthanc_log = tail(paths.get("orthanc_log", "/var/log/orthanc/Orthanc.log"), 3000)
     _, ufw = run(["ufw", "status"])
     state = {
         **checks(),
         "listening": listening(),
         "ufw_active": "Status: active" in ufw,
-        "orthanc_log": [line for line in tail(paths.get("orthanc_log", "/var/log/orthanc/Orthanc.log"), 3000)
+        "orthanc_log": [line for line in recent(orthanc_log, lambda line: orthanc_line_time(line, dt.datetime.now()), since)
                         if line[:1] in ("E", "W")],
-        "https_401": https_refusals(paths.get("nginx_access_log", "")),
+        "https_401": https_refusals(paths.get("nginx_access_log", ""), since),
+        "window_minutes": int(paths.get("window_minutes", 60)),
         "vpn_connected": vpn_connected(paths.get("vpn_status", "")),
         "vpn_revoked": revoked_clients(paths.get("vpn_pki", ""), paths.get("vpn_crl", "")),
         "bans": bans(),
