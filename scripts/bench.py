@@ -9,7 +9,7 @@ default configuration; ``orbench-sink``: dcmtk's ``storescp --ignore``) on its o
 fixed order (ours, stock, sink, ours 4, ...), so each ratio is paired within a round and comes
 from the same invocation; the doc gives the median, min and max over the rounds.
 
-It prints a table and rewrites docs/benchmarks.md. Environment: BENCH_ROUNDS (default 3),
+It prints a table and rewrites docs/benchmarks.md. Environment: BENCH_ROUNDS (default 5),
 BENCH_KEEP=1 keeps orbench-* between invocations, BENCH_INSTANCES (default 300; fewer only to
 try the script), BENCH_DOC (default docs/benchmarks.md).
 """
@@ -44,7 +44,7 @@ SINK_PLAIN_PORT, SINK_TLS_PORT = 11112, 11113
 STOCK_PORT, STOCK_AET = 4242, "ORTHANC"          # Debian's default orthanc.json
 WORK = "/root/bench"                              # in the sender containers
 CERTS = "/etc/orthanc-remote-modality"            # the modality's DICOM TLS package (playbooks/verify.yml)
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", "300"))
 DOC = ROOT / os.environ.get("BENCH_DOC", "docs/benchmarks.md")
 IPERF_PORT = 5201
@@ -139,6 +139,31 @@ def background_busy(seconds: float = 1.0) -> float:
     time.sleep(seconds)
     busy1, total1 = cpu_times()
     return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def other_containers() -> list[str]:
+    """Running containers that are neither the lab's nor the bench's (e.g. a molecule scenario)."""
+    names = run(["docker", "ps", "--format", "{{.Names}}"]).split()
+    return sorted(n for n in names if not n.startswith(("orlab-", "orbench-")))
+
+
+_ids: dict[str, str] = {}
+
+
+def container_cpu_ns(container: str) -> int | None:
+    """CPU time used so far by every process of a container (its cgroup), in ns; None if unreadable."""
+    if container not in _ids:
+        _ids[container] = run(["docker", "inspect", "-f", "{{.Id}}", container]).strip()
+    cid = _ids[container]
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text())
+    for v2 in (Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"),
+               Path(f"/sys/fs/cgroup/docker/{cid}/cpu.stat")):
+        if v2.exists():
+            usage = next(line.split()[1] for line in v2.read_text().splitlines() if line.startswith("usage_usec"))
+            return int(usage) * 1000
+    return None
 
 
 def loadavg() -> float:
@@ -261,8 +286,8 @@ def ensure_iperf(facts: dict) -> None:
             continue
         with tempfile.TemporaryDirectory(prefix="orbench-") as tmp:
             run(["docker", "cp", f"{CT}:{WORK}/debs", tmp])
-            run(["docker", "cp", f"{tmp}/debs", f"{box}:/tmp/orbench-debs"])
-        dexec(box, "DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/orbench-debs/*.deb >/dev/null && rm -rf /tmp/orbench-debs")
+            run(["docker", "cp", f"{tmp}/debs", f"{box}:/root/orbench-debs"])
+        dexec(box, "DEBIAN_FRONTEND=noninteractive dpkg -i /root/orbench-debs/*.deb >/dev/null && rm -rf /root/orbench-debs")
     dexec(PACS, f"[ -s /run/orbench-iperf3.pid ] && kill -0 $(cat /run/orbench-iperf3.pid) 2>/dev/null || "
                 f"iperf3 -s -D -p {IPERF_PORT} -I /run/orbench-iperf3.pid")
     for rule in iperf_rules(facts):
@@ -315,6 +340,7 @@ class Target:
     tls: str = ""
     orthanc: str | None = None            # container whose Orthanc stores (None: the null sink)
     rest_user: tuple[str, str] = ("", "")
+    box: str = ""                         # the receiving container (its CPU time is measured)
 
 
 @dataclass
@@ -328,6 +354,7 @@ class Scenario:
     associations: int = 1
     series: list[str] = field(default_factory=lambda: ["a"])   # one series per sender process
     iperf: bool = False                   # raw TCP (iperf3, 5 s) instead of DICOM
+    pdu: int | None = None                # the lab PACS's MaximumPduLength for this run (None: as deployed)
 
 
 @dataclass
@@ -341,6 +368,8 @@ class Result:
     load_before: float
     load_after: float
     busy_before: float
+    recv_cpu_ms: float | None = None      # receiving container's CPU per instance
+    send_cpu_ms: float | None = None      # sending container's CPU per instance
 
     @property
     def rate(self) -> float:
@@ -394,14 +423,47 @@ def measure_iperf(s: Scenario, round_no: int) -> Result:
     return Result(s.key, round_no, float(end["seconds"]), 0, end["bytes"] / 1e6, load0, load1, busy)
 
 
+PDU_FILE = "/etc/orthanc/zz-orbench-pdu.json"
+_pacs_pdu: list[int | None] = [None]     # what the PACS runs with now
+
+
+def set_pacs_pdu(pdu: int | None) -> None:
+    """Give the lab PACS's Orthanc a MaximumPduLength of its own for the next runs (None: as deployed).
+
+    An extra top-level file in /etc/orthanc (the role never writes that key) and a restart;
+    set_pacs_pdu(None) deletes it and restarts again, which restores the deployed configuration."""
+    if pdu == _pacs_pdu[0]:
+        return
+    if pdu is None:
+        dexec(PACS, f"rm -f {PDU_FILE}")
+    else:
+        dexec(PACS, f"printf '{{\"MaximumPduLength\": {int(pdu)}}}\\n' > {PDU_FILE} && "
+                    f"chown root:orthanc {PDU_FILE} && chmod 0640 {PDU_FILE}")
+    dexec(PACS, "systemctl restart orthanc")
+    port = int(site_facts()["site_dicom"]["port"])
+    for _ in range(60):
+        if dexec(PACS, f"grep -q ':{port:04X} 00000000:0000 0A' /proc/net/tcp && echo up || true").strip() == "up":
+            break
+        time.sleep(1)
+    else:
+        raise RuntimeError("the PACS's Orthanc did not come back after a restart")
+    time.sleep(2)
+    _pacs_pdu[0] = pdu
+
+
 def measure(s: Scenario, round_no: int) -> Result:
     """Run a scenario once: empty the target, send, check every instance arrived."""
     if s.iperf:
         return measure_iperf(s, round_no)
+    if s.target.orthanc == PACS:
+        set_pacs_pdu(s.pdu)
     orthanc_count(s.target, "clear")
+    time.sleep(1)                         # let the deletion settle before sampling the host
     busy = background_busy()
     load0 = loadavg()
+    recv0, send0 = container_cpu_ns(s.target.box), container_cpu_ns(s.sender)
     out = dexec(s.sender, sender_script(s), timeout=1200).split()
+    recv1, send1 = container_cpu_ns(s.target.box), container_cpu_ns(s.sender)
     load1 = loadavg()
     start, end, ok = float(out[0]), float(out[1]), int(out[2])
     expected = INSTANCES * len(s.series)
@@ -412,7 +474,9 @@ def measure(s: Scenario, round_no: int) -> Result:
         stored = orthanc_count(s.target)
         if stored != expected:
             raise RuntimeError(f"{s.key}: {stored}/{expected} instances stored")
-    return Result(s.key, round_no, end - start, expected, expected * SLICE_BYTES / 1e6, load0, load1, busy)
+    per_inst = (lambda a, b: None if a is None or b is None else (b - a) / 1e6 / expected)
+    return Result(s.key, round_no, end - start, expected, expected * SLICE_BYTES / 1e6, load0, load1, busy,
+                  per_inst(recv0, recv1), per_inst(send0, send1))
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -424,7 +488,7 @@ class Ratio:
     num: str
     den: str
     meaning: str
-    bytes: bool = False                   # compare MB/s (a DICOM path against its raw TCP)
+    metric: str = "rate"                  # a Result property: rate (inst/s), mbs (MB/s), recv_cpu_ms
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -442,10 +506,13 @@ def paired(results: list[Result], ratio: Ratio) -> list[float]:
     """num/den rate per round in which both ran."""
     by = {(r.scenario, r.round): r for r in results}
     rounds = sorted({r.round for r in results})
-    def value(r: Result) -> float:
-        return r.mbs if ratio.bytes else r.rate
-    return [value(by[(ratio.num, n)]) / value(by[(ratio.den, n)]) for n in rounds
-            if (ratio.num, n) in by and (ratio.den, n) in by]
+    values = []
+    for n in rounds:
+        if (ratio.num, n) in by and (ratio.den, n) in by:
+            num, den = getattr(by[(ratio.num, n)], ratio.metric), getattr(by[(ratio.den, n)], ratio.metric)
+            if num is not None and den:
+                values.append(num / den)
+    return values
 
 
 def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio], info: dict) -> tuple[str, str]:
@@ -462,14 +529,17 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
         runs = [r for r in results if r.scenario == s.key]
         if runs:
             rates = "-" if s.iperf else fmt([r.rate for r in runs], 1)
-            rate_rows.append((s.label, rates, fmt([r.mbs for r in runs], 1), len(runs)))
+            recv = [r.recv_cpu_ms for r in runs if r.recv_cpu_ms is not None]
+            send = [r.send_cpu_ms for r in runs if r.send_cpu_ms is not None]
+            rate_rows.append((s.label, rates, fmt([r.mbs for r in runs], 1), len(runs),
+                              fmt(recv, 2) if recv else "-", fmt(send, 2) if send else "-"))
 
-    term = ["", "ratio                                               median (min-max)   runs"]
-    term += [f"{label:<52}{value:<19}{n}" for label, value, n, _ in ratio_rows]
-    term += ["", "scenario                                            inst/s median (min-max)   MB/s"]
-    term += [f"{label:<52}{value:<25}{mbs}" for label, value, mbs, _ in rate_rows]
+    term = ["", f"{'ratio':<66}median (min-max)     runs"]
+    term += [f"{label:<66}{value:<21}{n}" for label, value, n, _ in ratio_rows]
+    term += ["", f"{'scenario':<66}{'inst/s median (min-max)':<27}MB/s"]
+    term += [f"{label:<66}{value:<27}{mbs}" for label, value, mbs, *_ in rate_rows]
     term += ["", f"busy machine: {'YES' if busy else 'no'} ({len(busy_runs)} of {len(results)} runs started with the "
-                 f"host > {BUSY_THRESHOLD:.0%} busy); doc: {DOC.relative_to(ROOT)}"]
+                 f"host > {BUSY_THRESHOLD:.0%} busy); doc: {DOC}"]
 
     md = ["# Benchmarks", "",
           "Written by `make bench` (scripts/bench.py); do not edit by hand. Ratios matter, absolute figures "
@@ -485,6 +555,8 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
             "taken on a busy machine.") if busy else
            (f"No: every run started with the host at most {BUSY_THRESHOLD:.0%} busy in the idle second "
             "before it."), "",
+           "Other containers running (not the lab's, not the bench's): at the start "
+           f"{', '.join(info['others'][0]) or 'none'}; at the end {', '.join(info['others'][1]) or 'none'}.", "",
            "## Ratios (issue 16, point 1)", "",
            "Median (min-max) of the per-round ratios; each round runs every scenario once, one after "
            "the other, so the two sides of a ratio are measured minutes apart at most.", "",
@@ -495,10 +567,13 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
            "with pydicom and sent by dcmtk's `storescu` with `TCP_NODELAY=1`; the time is the sender's, "
            "from the first association to the last acknowledgement. Before each run the bench's patients are "
            "deleted from the target, after it the stored count is checked through REST.", "",
-           "| scenario | inst/s median (min-max) | MB/s median (min-max) | runs |", "|---|---|---|---|"]
-    md += [f"| {label} | {rate} | {mbs} | {n} |" for label, rate, mbs, n in rate_rows]
+           "CPU columns: CPU time of the receiving and of the sending container (cgroup) per instance, "
+           "in ms, over the run.", "",
+           "| scenario | inst/s median (min-max) | MB/s median (min-max) | runs | receiver CPU ms/inst | "
+           "sender CPU ms/inst |", "|---|---|---|---|---|---|"]
+    md += [f"| {label} | {rate} | {mbs} | {n} | {recv} | {send} |" for label, rate, mbs, n, recv, send in rate_rows]
     md += ["", "Scenarios:", ""]
-    md += [f"- `{s.key}`: {s.sender} -> {s.target.name} ({s.target.host}), iperf3 for 5 s" if s.iperf else
+    md += [f"- `{s.key}`: iperf3 from {s.sender} to {s.target.host} (the PACS), one TCP stream for 5 s" if s.iperf else
            f"- `{s.key}`: {s.sender} (AE `{s.aet}`) -> {s.target.name} ({s.target.host}:{s.target.port}), "
            f"{s.associations} association(s) per series, series {', '.join(s.series)}" for s in scenarios]
     md += ["", "## Load per run", "",
@@ -514,6 +589,33 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
 
 
 NOTES = """
+## What the bench does to the lab, and undoes
+
+- `orbench-stock` (Debian's `orthanc`, default configuration: AE `ORTHANC`, plain DICOM on 4242, accepts
+  any AE) and `orbench-sink` (dcmtk's `storescp --fork --ignore`, with `TCP_NODELAY=1`, plain on 11112
+  and DICOM TLS on 11113 with a self-signed certificate, requiring the modality's certificate from the
+  lab CA) run on `orbench-net` (10.233.77.0/24); the CT joins that network for the run. The sender is
+  the same for all three targets (the CT's `storescu`, its own client certificate for TLS).
+- iperf3 (Debian's) is installed in the CT, the MRI and the PACS (it stays); its server runs on the
+  PACS during the run, with two ufw rules letting the CT and, through the tunnel, the MRI reach port
+  5201; both rules are deleted and the server stopped at the end.
+- The bench's patients (`BENCH-*`) are deleted from each Orthanc before every run and at the end.
+- With `BENCH_PDU=<bytes>` the lab PACS also runs `ours_1`/`ours_4` with `MaximumPduLength` set by an
+  extra file `/etc/orthanc/zz-orbench-pdu.json` and a restart, interleaved with the deployed
+  configuration (the deployed Orthanc negotiates 16384); the file is removed and Orthanc restarted at
+  the end. An experiment, not a role setting.
+- `orbench-*` and `orbench-net` are removed at the end (`BENCH_KEEP=1` keeps them for the next run).
+
+## Reading the figures
+
+- "ours" is the lab PACS as the roles deploy it, which is DICOM TLS only: ours / stock compares it with
+  what a user of Debian's package gets out of the box (plain DICOM, no `TCP_NODELAY`). DICOM TLS / plain
+  is measured on the null sink, whose only work is the protocol; the ours / sink ratios use the TLS sink
+  (same protocol, same client certificate) and, for the whole distance, the plain one.
+- Receiver CPU is the whole container's cgroup: for the VPN path it includes the OpenVPN server on the
+  PACS.
+- All containers share the host's cores: the sender, the gateway and the receiver compete for them, so
+  a busy machine lowers the figures of the CPU-bound paths (VPN, TLS) more than the others.
 ## Not measured by `make bench` (yet)
 
 - Converge figures (fresh converge / one apt call of the same packages; no-op re-run / fresh
@@ -531,14 +633,14 @@ def scenarios() -> tuple[list[Scenario], list[Ratio]]:
     admin = (ARTIFACTS / "credentials" / "admin.txt").read_text().split()[0]
     client_tls = f"+tls {CERTS}/client.key {CERTS}/client.crt +cf {CERTS}/ca.crt"
     ours = Target("the lab PACS over DICOM TLS", facts["site_pacs_addresses"][0], int(dicom["port"]),
-                  dicom["aet"], client_tls, PACS, ("admin", admin))
+                  dicom["aet"], client_tls, PACS, ("admin", admin), PACS)
     ours_vpn = Target("the lab PACS over DICOM TLS, through the gateway's OpenVPN tunnel", "10.8.0.1",
-                      int(dicom["port"]), dicom["aet"], client_tls, PACS, ("admin", admin))
+                      int(dicom["port"]), dicom["aet"], client_tls, PACS, ("admin", admin), PACS)
     stock = Target("stock Debian Orthanc (default config, plain DICOM)", STOCK_IP, STOCK_PORT, STOCK_AET,
-                   "", STOCK)
+                   "", STOCK, box=STOCK)
     sink_tls = Target("null sink over DICOM TLS", SINK_IP, SINK_TLS_PORT, "SINK",
-                      f"+tls {CERTS}/client.key {CERTS}/client.crt +cf {WORK}/sink.crt")
-    sink = Target("null sink, plain DICOM", SINK_IP, SINK_PLAIN_PORT, "SINK")
+                      f"+tls {CERTS}/client.key {CERTS}/client.crt +cf {WORK}/sink.crt", box=SINK)
+    sink = Target("null sink, plain DICOM", SINK_IP, SINK_PLAIN_PORT, "SINK", box=SINK)
     ct, mri = mods["ct-1"]["aet"], mods["mri-1"]["aet"]
     s = [
         Scenario("tcp_direct", "raw TCP, CT -> PACS (iperf3)", CT, "-", ours, iperf=True),
@@ -560,7 +662,15 @@ def scenarios() -> tuple[list[Scenario], list[Ratio]]:
         Ratio("ours / null sink, 4 associations", "ours_4", "sink_tls_4",
               "the lab PACS against `storescp --ignore` on the same kind of path with the same protocol "
               "(DICOM TLS, client certificate required), 75 slices per association"),
-        Ratio("ours / null sink, 1 association", "ours_1", "sink_tls_1", "as above, one association"),
+        Ratio("ours / null sink, 1 association", "ours_1", "sink_tls_1",
+              "the lab PACS against the sink, both DICOM TLS, one association"),
+        Ratio("ours / null sink (plain), 4 associations", "ours_4", "sink_plain_4",
+              "the lab PACS (TLS) against the plain sink: the whole distance to the protocol's ceiling"),
+        Ratio("receiver CPU per instance, ours / null sink, 1 association", "ours_1", "sink_tls_1",
+              "CPU time of the receiving container (its cgroup: Orthanc and everything else in it) per instance, "
+              "both DICOM TLS (above 1: ours costs more CPU per instance)", "recv_cpu_ms"),
+        Ratio("receiver CPU per instance, ours / stock, 1 association", "ours_1", "stock_1",
+              "as above, the lab PACS (TLS) against stock Orthanc (plain)", "recv_cpu_ms"),
         Ratio("DICOM TLS / plain (null sink), 1 association", "sink_tls_1", "sink_plain_1",
               "the protocol's cost alone: the lab PACS is TLS-only, so TLS / plain is taken on the sink"),
         Ratio("DICOM TLS / plain (null sink), 4 associations", "sink_tls_4", "sink_plain_4", "as above, 4"),
@@ -570,11 +680,23 @@ def scenarios() -> tuple[list[Scenario], list[Ratio]]:
         Ratio("VPN path / direct, 1 association", "ours_vpn_1", "ours_1",
               "the MRI through the site gateway's OpenVPN tunnel against the CT direct, both DICOM TLS"),
         Ratio("direct path: DICOM / its raw TCP", "ours_1", "tcp_direct",
-              "MB/s of `ours_1` against iperf3 (one TCP stream, 5 s) from the CT to the PACS", True),
+              "MB/s of `ours_1` against iperf3 (one TCP stream, 5 s) from the CT to the PACS", "mbs"),
         Ratio("VPN path: DICOM / its raw TCP", "ours_vpn_1", "tcp_vpn",
-              "MB/s of `ours_vpn_1` against iperf3 from the MRI to the PACS's tunnel address", True),
-        Ratio("VPN raw TCP / direct raw TCP", "tcp_vpn", "tcp_direct", "iperf3 alone: the tunnel's cost", True),
+              "MB/s of `ours_vpn_1` against iperf3 from the MRI to the PACS's tunnel address", "mbs"),
+        Ratio("VPN raw TCP / direct raw TCP", "tcp_vpn", "tcp_direct", "iperf3 alone: the tunnel's cost", "mbs"),
     ]
+    pdu = int(os.environ.get("BENCH_PDU", "0"))
+    if pdu:
+        s.insert(s.index(next(x for x in s if x.key == "ours_1")) + 1,
+                 Scenario("ours_1_pdu", f"ours (TLS), 1 association, MaximumPduLength {pdu}", CT, ct, ours, pdu=pdu))
+        s.insert(s.index(next(x for x in s if x.key == "ours_4")) + 1,
+                 Scenario("ours_4_pdu", f"ours (TLS), 4 associations, MaximumPduLength {pdu}", CT, ct, ours, 4,
+                          pdu=pdu))
+        r += [Ratio(f"MaximumPduLength {pdu} / as deployed (16384), 1 association", "ours_1_pdu", "ours_1",
+                    "an experiment (BENCH_PDU): the same PACS with the key set by an extra file, restarted; "
+                    "not a role setting"),
+              Ratio(f"MaximumPduLength {pdu} / as deployed (16384), 4 associations", "ours_4_pdu", "ours_4",
+                    "as above, 4 associations")]
     return s, r
 
 
@@ -586,6 +708,7 @@ def main() -> int:
             return 2
     global SLICE_BYTES
     began = time.time()
+    others_start = other_containers()
     facts = site_facts()
     scen, ratios = scenarios()
     try:
@@ -606,10 +729,12 @@ def main() -> int:
         for s in scen:
             orthanc_count(s.target, "clear")
     finally:
+        set_pacs_pdu(None)
         remove_iperf(facts)
         remove_peers()
     info = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rounds": ROUNDS,
-            "duration": time.time() - began, "machine": machine(), "versions": info_versions, "notes": NOTES}
+            "duration": time.time() - began, "machine": machine(), "versions": info_versions, "notes": NOTES,
+            "others": (others_start, other_containers())}
     term, md = render(results, scen, ratios, info)
     print(term)
     DOC.write_text(md)
