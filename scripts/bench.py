@@ -502,13 +502,15 @@ def fmt(values: list[float], digits: int = 2) -> str:
     return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
-def paired(results: list[Result], ratio: Ratio) -> list[float]:
-    """num/den rate per round in which both ran."""
+def paired(results: list[Result], ratio: Ratio, quiet_only: bool = False) -> list[float]:
+    """num/den per round in which both ran (quiet_only: and neither started on a busy host)."""
     by = {(r.scenario, r.round): r for r in results}
     rounds = sorted({r.round for r in results})
     values = []
     for n in rounds:
         if (ratio.num, n) in by and (ratio.den, n) in by:
+            if quiet_only and max(by[(ratio.num, n)].busy_before, by[(ratio.den, n)].busy_before) > BUSY_THRESHOLD:
+                continue
             num, den = getattr(by[(ratio.num, n)], ratio.metric), getattr(by[(ratio.den, n)], ratio.metric)
             if num is not None and den:
                 values.append(num / den)
@@ -523,7 +525,9 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
     for ratio in ratios:
         values = paired(results, ratio)
         if values:
-            ratio_rows.append((ratio.label, fmt(values), len(values), ratio.meaning))
+            quiet = paired(results, ratio, quiet_only=True)
+            ratio_rows.append((ratio.label, fmt(values), len(values), ratio.meaning,
+                               f"{fmt(quiet)} [{len(quiet)}]" if quiet else "none quiet"))
     rate_rows = []
     for s in scenarios:
         runs = [r for r in results if r.scenario == s.key]
@@ -534,8 +538,8 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
             rate_rows.append((s.label, rates, fmt([r.mbs for r in runs], 1), len(runs),
                               fmt(recv, 2) if recv else "-", fmt(send, 2) if send else "-"))
 
-    term = ["", f"{'ratio':<66}median (min-max)     runs"]
-    term += [f"{label:<66}{value:<21}{n}" for label, value, n, _ in ratio_rows]
+    term = ["", f"{'ratio':<66}{'median (min-max)':<21}runs  quiet rounds only [n]"]
+    term += [f"{label:<66}{value:<21}{n:<6}{quiet}" for label, value, n, _, quiet in ratio_rows]
     term += ["", f"{'scenario':<66}{'inst/s median (min-max)':<27}MB/s"]
     term += [f"{label:<66}{value:<27}{mbs}" for label, value, mbs, *_ in rate_rows]
     term += ["", f"busy machine: {'YES' if busy else 'no'} ({len(busy_runs)} of {len(results)} runs started with the "
@@ -559,9 +563,12 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
            f"{', '.join(info['others'][0]) or 'none'}; at the end {', '.join(info['others'][1]) or 'none'}.", "",
            "## Ratios (issue 16, point 1)", "",
            "Median (min-max) of the per-round ratios; each round runs every scenario once, one after "
-           "the other, so the two sides of a ratio are measured minutes apart at most.", "",
-           "| ratio | median (min-max) | rounds | what is compared |", "|---|---|---|---|"]
-    md += [f"| {label} | {value} | {n} | {meaning} |" for label, value, n, meaning in ratio_rows]
+           "the other, so the two sides of a ratio are measured minutes apart at most. \"Quiet rounds\": "
+           f"the same over the rounds in which neither side started with the host more than {BUSY_THRESHOLD:.0%} "
+           "busy, [how many]; the other figures were taken on a busy machine.", "",
+           "| ratio | median (min-max), all rounds | rounds | quiet rounds only [n] | what is compared |",
+           "|---|---|---|---|---|"]
+    md += [f"| {label} | {value} | {n} | {quiet} | {meaning} |" for label, value, n, meaning, quiet in ratio_rows]
     md += ["", "## Ingest per scenario", "",
            f"{INSTANCES} MR slices, 512x512, 16-bit, Explicit VR Little Endian (526 KB each), generated once "
            "with pydicom and sent by dcmtk's `storescu` with `TCP_NODELAY=1`; the time is the sender's, "
