@@ -48,7 +48,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", "300"))
 DOC = ROOT / os.environ.get("BENCH_DOC", "docs/benchmarks.md")
 IPERF_PORT = 5201
-SLICE_BYTES = 512 * 512 * 2 + 1024                # pixels + header, rounded; measured in ensure_series
+SLICE_BYTES = 512 * 512 * 2 + 1024                # pixels + header; main() reads the real size
 # Host CPU busy (all cores) in the idle second before a run above which the run is flagged.
 BUSY_THRESHOLD = 0.25
 
@@ -489,6 +489,7 @@ class Ratio:
     den: str
     meaning: str
     metric: str = "rate"                  # a Result property: rate (inst/s), mbs (MB/s), recv_cpu_ms
+    issue: str = "-"                      # what issue 16 measured before, and its target
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
@@ -527,7 +528,7 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
         if values:
             quiet = paired(results, ratio, quiet_only=True)
             ratio_rows.append((ratio.label, fmt(values), len(values), ratio.meaning,
-                               f"{fmt(quiet)} [{len(quiet)}]" if quiet else "none quiet"))
+                               f"{fmt(quiet)} [{len(quiet)}]" if quiet else "none quiet", ratio.issue))
     rate_rows = []
     for s in scenarios:
         runs = [r for r in results if r.scenario == s.key]
@@ -539,7 +540,7 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
                               fmt(recv, 2) if recv else "-", fmt(send, 2) if send else "-"))
 
     term = ["", f"{'ratio':<66}{'median (min-max)':<21}runs  quiet rounds only [n]"]
-    term += [f"{label:<66}{value:<21}{n:<6}{quiet}" for label, value, n, _, quiet in ratio_rows]
+    term += [f"{label:<66}{value:<21}{n:<6}{quiet}" for label, value, n, _, quiet, _ in ratio_rows]
     term += ["", f"{'scenario':<66}{'inst/s median (min-max)':<27}MB/s"]
     term += [f"{label:<66}{value:<27}{mbs}" for label, value, mbs, *_ in rate_rows]
     term += ["", f"busy machine: {'YES' if busy else 'no'} ({len(busy_runs)} of {len(results)} runs started with the "
@@ -566,11 +567,13 @@ def render(results: list[Result], scenarios: list[Scenario], ratios: list[Ratio]
            "the other, so the two sides of a ratio are measured minutes apart at most. \"Quiet rounds\": "
            f"the same over the rounds in which neither side started with the host more than {BUSY_THRESHOLD:.0%} "
            "busy, [how many]; the other figures were taken on a busy machine.", "",
-           "| ratio | median (min-max), all rounds | rounds | quiet rounds only [n] | what is compared |",
-           "|---|---|---|---|---|"]
-    md += [f"| {label} | {value} | {n} | {quiet} | {meaning} |" for label, value, n, meaning, quiet in ratio_rows]
+           "| ratio | median (min-max), all rounds | rounds | quiet rounds only [n] | issue 16: measured before; target "
+           "| what is compared |", "|---|---|---|---|---|---|"]
+    md += [f"| {label} | {value} | {n} | {quiet} | {issue} | {meaning} |"
+           for label, value, n, meaning, quiet, issue in ratio_rows]
     md += ["", "## Ingest per scenario", "",
-           f"{INSTANCES} MR slices, 512x512, 16-bit, Explicit VR Little Endian (526 KB each), generated once "
+           f"{INSTANCES} MR slices, 512x512, 16-bit, Explicit VR Little Endian ({SLICE_BYTES / 1000:.0f} kB each), "
+           "generated once "
            "with pydicom and sent by dcmtk's `storescu` with `TCP_NODELAY=1`; the time is the sender's, "
            "from the first association to the last acknowledgement. Before each run the bench's patients are "
            "deleted from the target, after it the stored count is checked through REST.", "",
@@ -665,10 +668,12 @@ def scenarios() -> tuple[list[Scenario], list[Ratio]]:
     r = [
         Ratio("ours / stock Debian Orthanc, 1 association", "ours_1", "stock_1",
               "the lab PACS as deployed (DICOM TLS, TCP_NODELAY) against Debian's orthanc with its "
-              "default configuration (plain DICOM, the only mode it has out of the box); same sender and files"),
+              "default configuration (plain DICOM, the only mode it has out of the box); same sender and files",
+              issue="4.25 (3.73-5.51); >= 6 quiet (acceptance), >= 12 (goal)"),
         Ratio("ours / null sink, 4 associations", "ours_4", "sink_tls_4",
               "the lab PACS against `storescp --ignore` on the same kind of path with the same protocol "
-              "(DICOM TLS, client certificate required), 75 slices per association"),
+              "(DICOM TLS, client certificate required), 75 slices per association",
+              issue="0.36 (0.32-0.39); >= 0.5"),
         Ratio("ours / null sink, 1 association", "ours_1", "sink_tls_1",
               "the lab PACS against the sink, both DICOM TLS, one association"),
         Ratio("ours / null sink (plain), 4 associations", "ours_4", "sink_plain_4",
@@ -682,8 +687,8 @@ def scenarios() -> tuple[list[Scenario], list[Ratio]]:
               "the protocol's cost alone: the lab PACS is TLS-only, so TLS / plain is taken on the sink"),
         Ratio("DICOM TLS / plain (null sink), 4 associations", "sink_tls_4", "sink_plain_4", "as above, 4"),
         Ratio("two concurrent senders / one", "ours_2senders", "ours_1",
-              "aggregate inst/s of two storescu sending two different 300-slice series at once to the lab "
-              "PACS, against one sending one series"),
+              "aggregate inst/s of two storescu processes in the CT (same AE title) sending two different "
+              "300-slice series at once to the lab PACS, one association each, against one sending one series"),
         Ratio("VPN path / direct, 1 association", "ours_vpn_1", "ours_1",
               "the MRI through the site gateway's OpenVPN tunnel against the CT direct, both DICOM TLS"),
         Ratio("direct path: DICOM / its raw TCP", "ours_1", "tcp_direct",
