@@ -17,7 +17,7 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help setup docker image venv lint unit molecule test lab lab-down clean \
-	check apply handouts rotate-password renew-certificates status diagnose
+	check apply handouts rotate-password renew-certificates status diagnose bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ lab: setup ## Provision the lab containers with site.yml and verify them
 
 lab-down: venv ## Remove the lab containers and network
 	@scripts/lab.sh down $(SITE)
+
+bench: venv ## Ingest benchmark against the running lab (not a test); rewrites docs/benchmarks.md
+	$(BIN)/python scripts/bench.py
 
 # Day-2 operations on one site (README, "Day-2 operations"): SITE=<dir under inventories/>.
 # Add ASK_VAULT=--ask-vault-pass when the inventory has a vault.
