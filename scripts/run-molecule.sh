@@ -13,7 +13,7 @@ mkdir -p .molecule-logs
 export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 jobs=${MOLECULE_JOBS:-2}
 # Longest first (whole site, then the scenarios with the most containers and re-runs).
-LONGEST_FIRST=(site base_hardening log_monitoring tls_certs orthanc validation openvpn_easyrsa)
+LONGEST_FIRST=(site validation base_hardening log_monitoring tls_certs orthanc openvpn_easyrsa)
 
 ordered=()
 for name in "${LONGEST_FIRST[@]}"; do
