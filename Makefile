@@ -16,7 +16,7 @@ export ORTHANC_REMOTE_IMAGE_RESOLVED := $(shell ORTHANC_REMOTE_SUITE=$(SUITE) sc
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup docker image venv lint unit molecule test lab lab-down clean \
+.PHONY: help setup docker image venv lint unit molecule test lab lab-down clean verify \
 	check apply handouts rotate-password renew-certificates status diagnose bench
 
 help: ## List the targets
@@ -86,6 +86,9 @@ renew-certificates: venv ## Reissue the HTTPS and DICOM certificates now
 
 status: venv ## Who may connect from where, certificate expiries, last checks
 	$(ANSIBLE_PLAYBOOK) playbooks/status.yml
+
+verify: venv ## Prove the site works: server self-test, then every test client's path (one table)
+	$(ANSIBLE_PLAYBOOK) playbooks/verify.yml
 
 diagnose: venv ## Troubleshoot the site, read-only: PASS/WARN/FAIL with cause and fix (MODALITY=... narrows)
 	$(ANSIBLE_PLAYBOOK) playbooks/diagnose.yml $(if $(MODALITY),-e modality=$(MODALITY))

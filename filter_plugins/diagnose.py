@@ -1,4 +1,5 @@
-"""Troubleshooting a site: what `playbooks/diagnose.yml` concludes from what the server shows.
+"""Troubleshooting and verifying a site: what `playbooks/diagnose.yml` and `playbooks/verify.yml`
+conclude from what the server and the test clients show.
 
 `playbooks/files/diagnose_collect.py` reads the server's state (read-only) into one JSON
 document: the results of `orthanc-remote-check` (services, certificates, CRL, disk, the server's
@@ -12,6 +13,12 @@ article (timeouts and closed ports, firewall, authentication, AE titles, transfe
 path and VPN, certificates, disk, service health, bans of a known peer). ``about`` names the
 modalities a finding concerns (empty: the whole site), so ``-e modality=<name>`` keeps only what
 lies on that modality's path.
+
+`playbooks/verify.yml` keeps the state checks of the same list (services, certificates, disk, the
+self C-ECHO, listening sockets and their bind addresses, the firewall against the model) and adds
+what only a real transfer shows: the server's self C-STORE (:func:`selftest_rows`) and each test
+client's path (:func:`modality_rows`, :func:`user_rows`). It ends with one table
+(:func:`verify_table`): path or user, result, and the reason when it fails.
 """
 
 from __future__ import annotations
@@ -170,6 +177,8 @@ def aet_findings(collected: dict, facts: dict) -> list[dict]:
         match = REJECTED_AET.search(line) or FORBIDDEN_HOST.search(line)
         if match:
             aet, ip = match.group("aet").strip().strip('"'), match.group("ip")
+            if aet == collected.get("verify_probe_aet"):
+                continue  # verify.yml's own check that an unknown AE title is rejected
             if (aet, ip) in seen:
                 continue
             seen.add((aet, ip))
@@ -367,6 +376,229 @@ def table(found: list[dict]) -> list[str]:
     return lines
 
 
+# --- verify.yml ----------------------------------------------------------------------------------
+
+# State checks only: what the logs of the last hour say (AE titles refused, logins, transfer errors,
+# bans) is troubleshooting (diagnose.yml), not whether the site works now.
+VERIFY_CHECKS = ("service", "certificate", "crl", "disk", "dicom_echo", "port", "bind", "firewall")
+LOOPBACK = ("127.0.0.1", "::1", "[::1]")
+WILDCARD = ("0.0.0.0", "*", "[::]", "::")
+
+
+def bind_findings(collected: dict, facts: dict, http_port: int = 8042) -> list[dict]:
+    """Listening sockets and their bind addresses: Orthanc's own HTTP port on loopback only (nginx
+    is the one way in); every port the model opens reachable on the server's addresses."""
+    sockets = collected.get("listening") or []
+    out = []
+    exposed = sorted({s.get("address") for s in sockets
+                      if s.get("proto") == "tcp" and int(s.get("port", -1)) == int(http_port) and s.get("address") not in LOOPBACK})
+    guarded = re.search(rf'iifname != "lo" tcp dport {int(http_port)}\b.*\bdrop', collected.get("http_guard") or "")
+    if exposed and guarded:
+        # Orthanc 1.10 cannot bind loopback only: the orthanc role's nftables guard drops the rest.
+        out.append(finding("PASS", "bind", f"tcp/{http_port} on {', '.join(exposed)}, loopback only by the nftables guard"))
+    elif exposed:
+        out.append(finding("FAIL", "bind", f"tcp/{http_port}",
+                           f"Orthanc's HTTP port {http_port} listens on {', '.join(exposed)} and no nftables guard keeps it to "
+                           "loopback: a peer that ufw lets in reaches Orthanc without nginx's HTTPS",
+                           "sudo systemctl restart orthanc-remote-http-guard, or make apply (the orthanc role's loopback guard)"))
+    elif any(s.get("proto") == "tcp" and int(s.get("port", -1)) == int(http_port) for s in sockets):
+        out.append(finding("PASS", "bind", f"tcp/{http_port} on loopback only"))
+    addresses = [str(a).split("/")[0] for a in facts.get("site_pacs_addresses") or []]
+    vpn = facts.get("site_vpn") or {}
+    wanted = [("tcp", _dicom_port(facts), _all_modalities(facts)), ("tcp", _https_port(facts), [])]
+    if vpn.get("enabled"):
+        wanted.append((str(vpn.get("proto", "udp")).replace("4", "").replace("6", ""), int(vpn.get("port", 1194)),
+                       [m["name"] for m in _modalities(facts) if m.get("vpn_gateway")]))
+    for proto, port, about in wanted:
+        bound = sorted({str(s.get("address")) for s in sockets if s.get("proto") == proto and int(s.get("port", -1)) == port})
+        if not bound:
+            continue  # port_findings names the closed port
+        reachable = any(b in WILDCARD or b.strip("[]") in addresses for b in bound)
+        if reachable:
+            out.append(finding("PASS", "bind", f"{proto}/{port} on {', '.join(bound)}", about=about))
+        else:
+            out.append(finding("FAIL", "bind", f"{proto}/{port}",
+                               f"{proto}/{port} listens only on {', '.join(bound)}, not on the server's addresses ({', '.join(addresses) or 'any'})",
+                               "remove the listen-address override of that service, then make apply", about))
+    return out
+
+
+def selftest_rows(selftest: dict | None) -> list[dict]:
+    """The server's self C-ECHO and C-STORE (roles/orthanc/tasks/selftest.yml) as table rows."""
+    if not selftest:
+        return [row("server DICOM self-test", "FAIL", "the self-test did not run", "run verify.yml without --check")]
+    if "skipped" in selftest:
+        return [row("server DICOM self-test", "WARN", selftest["skipped"]["detail"])]
+    steps = (("echo", "C-ECHO"), ("store", "C-STORE of a test instance"), ("arrived", "arrival checked through REST"),
+             ("removed", "test instance deleted"))
+    fixes = {"echo": "make diagnose: it names the DICOM port, TLS and AE title problems",
+             "store": "read /var/log/orthanc/Orthanc.log at this time (disk full, storage permissions, TLS)",
+             "arrived": "read /var/log/orthanc/Orthanc.log at this time; Orthanc accepted but did not index the instance",
+             "removed": "delete the patient VERIFY^ORTHANC-REMOTE in Orthanc Explorer as an admin"}
+    out = []
+    for key, what in steps:
+        step = selftest.get(key) or {"ok": False, "detail": "no result"}
+        out.append(row(f"server {what}", "PASS" if step.get("ok") else "FAIL", step.get("detail", ""), fixes[key]))
+    return out
+
+
+def row(path: str, result: str, reason: str = "", fix: str = "") -> dict:
+    """One line of verify's table: path or user, result, and the reason (with the fix) when not PASS."""
+    assert result in RESULTS, result
+    text = "" if result == "PASS" else (f"{reason}; fix: {fix}" if reason and fix else reason or fix)
+    return {"path": path, "result": result, "reason": text}
+
+
+def server_rows(collected: dict, facts: dict, audit: dict | None, selftest: dict | None, http_port: int = 8042) -> list[dict]:
+    """Every server-side check of verify.yml, as table rows."""
+    found = [f for f in (check_results(collected, facts) + port_findings(collected, facts)
+                         + bind_findings(collected, facts, http_port) + firewall_findings(collected, audit, facts)
+                         + certificate_findings(collected, facts))
+             if f["check"] in VERIFY_CHECKS]
+    rows = [row(f"server {f['check']} {f['target']}", f["result"], f["cause"], f["fix"]) for f in found]
+    return rows + selftest_rows(selftest)
+
+
+def _words(result: dict | None) -> str:
+    result = result or {}
+    return f"{result.get('stdout', '')}\n{result.get('stderr', '')}"
+
+
+def _dcmtk_reason(result: dict | None) -> str:
+    lines = [line.strip() for line in _words(result).splitlines() if line.startswith(("E:", "F:"))]
+    return "; ".join(lines)[-300:] or (result or {}).get("msg", "") or "no answer"
+
+
+def modality_rows(modality: dict, via: str, echo: dict | None, intruder: dict | None,
+                  store: dict | None, arrival: dict | None) -> list[dict]:
+    """A modality's real path from its test client: C-ECHO allowed or refused as declared, an
+    unknown AE title rejected, and (when it may store) a C-STORE whose instance arrived."""
+    name = modality["name"]
+    allow = modality.get("allow") or []
+    fix = f"make diagnose MODALITY={name}"
+    out = []
+    echoed = "Received Echo Response (Success)" in _words(echo)
+    if "echo" in allow:
+        out.append(row(f"modality {name} C-ECHO via {via}", "PASS" if echoed else "FAIL",
+                       f"C-ECHO as {modality['aet']} failed: {_dcmtk_reason(echo)}", fix))
+    else:
+        out.append(row(f"modality {name} C-ECHO refused (not allowed)", "FAIL" if echoed else "PASS",
+                       f"C-ECHO as {modality['aet']} succeeded although `allow` has no echo", "make apply (Orthanc's modality entry is stale)"))
+    rejected = "Association Rejected" in _words(intruder)
+    accepted = "Received Echo Response" in _words(intruder) or "Association Accepted" in _words(intruder)
+    out.append(row(f"modality {name} unknown AE title rejected", "PASS" if rejected else "FAIL",
+                   f"an unknown calling AE title from {name}'s host was accepted" if accepted
+                   else f"no answer to check it: {_dcmtk_reason(intruder)}",
+                   "check that no site_modalities entry accepts any AE title (make apply)" if accepted else fix))
+    if "store" in allow:
+        stored = "Received Store Response (Success)" in _words(store)
+        arrived = (arrival or {}).get("arrived") or {}
+        if not stored:
+            out.append(row(f"modality {name} C-STORE via {via}", "FAIL", f"C-STORE as {modality['aet']} failed: {_dcmtk_reason(store)}", fix))
+        else:
+            out.append(row(f"modality {name} C-STORE via {via}", "PASS" if arrived.get("ok") else "FAIL",
+                           f"the instance was accepted but did not arrive: {arrived.get('detail', 'no arrival check')}", fix))
+    return out
+
+
+def role_probes(role: str) -> list[dict]:
+    """Harmless requests that show what a role can and cannot do through HTTPS.
+
+    Each is ``{method, path, allowed, why, body}``; "allowed" means the request filter let it
+    through (any answer but 401/403). The IDs do not exist, so nothing is read or changed even where
+    the request is allowed; the one real write, an uploader's upload (body "instance"), sends
+    verify's test instance, whose arrival is checked and which is deleted again.
+    tests/test_verify.py checks every probe against the policy table.
+    """
+    missing = "00000000-ffffffff-ffffffff-ffffffff-ffffffff"
+    probes = {
+        "viewer": [("GET", "/studies", True, "list studies", ""), ("DELETE", f"/studies/{missing}", False, "delete a study", ""),
+                   ("POST", "/instances", False, "upload an instance", "")],
+        "uploader": [("POST", "/instances", True, "upload an instance", "instance"), ("GET", "/studies", False, "list studies", ""),
+                     ("DELETE", f"/studies/{missing}", False, "delete a study", "")],
+        "admin": [("GET", "/system", True, "read the system", ""), ("DELETE", f"/studies/{missing}", True, "delete a study", ""),
+                  ("POST", "/tools/execute-script", False, "run Lua code", "")],
+    }
+    return [{"method": m, "path": p, "allowed": a, "why": w, "body": b} for m, p, a, w, b in probes.get(role, [])]
+
+
+def user_rows(user: dict, via: str, answers: list, upload: dict | None = None) -> list[dict]:
+    """A user's HTTPS login from a test client, then each probe of its role (:func:`role_probes`,
+    in order; ``answers``: their HTTP status codes, "000" when nothing answered). ``upload``: the
+    arrival of the test instance an uploader sent."""
+    name, role = user["name"], user.get("role", "?")
+    probes = role_probes(role)
+    codes = [str(a).strip() or "000" for a in answers]
+    login_failed = [c for c in codes if c in ("401", "000")]
+    out = [row(f"user {name} ({role}) HTTPS login via {via}", "FAIL" if login_failed or not codes else "PASS",
+               f"HTTPS answered {login_failed[0] if login_failed else 'nothing'}",
+               f"401: the password differs (make rotate-password USER={name}); 000: no answer, the path is down or the "
+               "source is not allowed (make diagnose)")]
+    if login_failed:
+        return out
+    for probe, code in zip(probes, codes):
+        allowed = code not in ("401", "403")
+        can = "can" if probe["allowed"] else "cannot"
+        ok = allowed == probe["allowed"]
+        reason = f"{probe['method']} {probe['path']} answered {code}"
+        if ok and probe["allowed"] and probe["body"] == "instance":
+            arrived = (upload or {}).get("arrived") or {"ok": False, "detail": "no arrival check"}
+            ok = code == "200" and arrived.get("ok", False)
+            reason = f"{reason}; the uploaded test instance: {arrived.get('detail') or 'arrived'}"
+        out.append(row(f"user {name} ({role}) {can} {probe['why']}", "PASS" if ok else "FAIL", reason,
+                       "the request filter does not apply the declared policy: make apply (roles/orthanc/README.md has the table)"))
+    return out
+
+
+def user_probes(users: list[dict]) -> list[list]:
+    """[user, probe] pairs, user by user in order, each user's probes in :func:`role_probes` order
+    (verify.yml loops over them and sends the answers back to :func:`client_rows` in this order)."""
+    return [[user, probe] for user in users for probe in role_probes(user.get("role", ""))]
+
+
+def client_rows(clients: list[dict], modalities: list[dict], users: list[dict], arrivals: dict,
+                expected_hosts: list[str]) -> list[dict]:
+    """The test clients' rows: each VPN client's tunnel, each modality's path, each user's HTTPS
+    checks; a test client that reported nothing (unreachable, or its play failed) is a FAIL too."""
+    by_modality = {m.get("name"): m for m in modalities if isinstance(m, dict)}
+    by_user = {u.get("name"): u for u in users if isinstance(u, dict)}
+    out = []
+    reported = {c.get("host") for c in clients}
+    for host in expected_hosts:
+        if host not in reported:
+            out.append(row(f"test client {host}", "FAIL", "it reported nothing: unreachable, or a step before the checks failed",
+                           "read the run's output above for this host"))
+    for client in clients:
+        if client.get("vpn_client"):
+            name, address = client["vpn_client"], client.get("address", "")
+            up = bool(address) and f" {address}/" in f" {client.get('tunnel', '')}"
+            out.append(row(f"vpn client {name} tunnel ({address})", "PASS" if up else "FAIL",
+                           f"tun0 on {client['host']} has no address {address}",
+                           f"journalctl -u openvpn-client@{name} on {client['host']}; make diagnose"))
+        if client.get("modality") in by_modality:
+            sent = client.get("sent") or {}
+            out += modality_rows(by_modality[client["modality"]], client.get("via", "?"), client.get("echo"),
+                                 client.get("intruder"), client.get("store"), arrivals.get(sent.get("sop", "")))
+        answers = list(client.get("answers") or [])
+        for name in client.get("users") or []:
+            user = by_user.get(name, {"name": name, "role": "?"})
+            count = len(role_probes(user.get("role", "")))
+            uploaded = client.get("uploaded") or {}
+            out += user_rows(user, client.get("https_via", "?"), answers[:count], arrivals.get(uploaded.get("sop", "")))
+            answers = answers[count:]
+    return out
+
+
+def verify_table(rows: list[dict]) -> list[str]:
+    """The one table verify.yml ends with: result, path or user, reason; then the counts."""
+    width = max([len(r["path"]) for r in rows] + [12])
+    lines = [f"{'RESULT':<6} {'PATH OR USER':<{width}} REASON"]
+    lines += [f"{r['result']:<6} {r['path']:<{width}} {r['reason']}".rstrip() for r in rows]
+    counts = {res: sum(1 for r in rows if r["result"] == res) for res in RESULTS}
+    lines.append(f"{counts['FAIL']} FAIL, {counts['WARN']} WARN, {counts['PASS']} PASS")
+    return lines
+
+
 class FilterModule:
     """Expose the diagnosis to Jinja."""
 
@@ -375,4 +607,8 @@ class FilterModule:
             "diagnose_findings": findings,
             "diagnose_table": table,
             "diagnose_unknown_modality": unknown_modality_error,
+            "verify_server_rows": server_rows,
+            "verify_user_probes": user_probes,
+            "verify_client_rows": client_rows,
+            "verify_table": verify_table,
         }

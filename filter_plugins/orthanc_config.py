@@ -249,33 +249,47 @@ def modalities_config(modalities: list[dict], dicom_tls: bool = False) -> dict:
     return result
 
 
+def loopback_modalities(settings: dict, tls_on: bool) -> dict:
+    """The server's own calling AE titles, from 127.0.0.1 only.
+
+    ``orthanc-remote-selfcheck`` (``selfcheck_aet``): the health check's and log_monitoring's
+    C-ECHO, echo only. ``orthanc-remote-verify`` (``verify_aet``): playbooks/verify.yml's
+    C-ECHO and C-STORE of a generated test instance, echo and store only. Both speak the port's
+    protocol (TLS when the port is TLS-only).
+    """
+    def entry(aet: str, store: bool) -> dict:
+        return {
+            "AET": aet,
+            "Host": "127.0.0.1",
+            "Port": int(settings["dicom_port"]),
+            "Manufacturer": "Generic",
+            "AllowEcho": True,
+            "AllowStore": store,
+            "AllowFind": False,
+            "AllowMove": False,
+            "AllowGet": False,
+            "AllowFindWorklist": False,
+            "AllowStorageCommitment": False,
+            "AllowTranscoding": False,
+            "UseDicomTls": tls_on,
+        }
+    return {"orthanc-remote-selfcheck": entry(settings["selfcheck_aet"], False),
+            "orthanc-remote-verify": entry(settings["verify_aet"], True)}
+
+
 def main_config(settings: dict) -> dict:
     """The whole orthanc.json (without RegisteredUsers and PythonScript: own files).
 
     ``settings`` keys: name, aet, dicom_port, http_port, dicom_scp_timeout, dicom_scu_timeout,
     modalities, storage_directory, index_directory, limit_find_results, limit_find_instances,
-    dicom_threads_count, plugins, selfcheck_aet, dicom_tls {enabled, certificate, private_key,
+    dicom_threads_count, plugins, selfcheck_aet, verify_aet, dicom_tls {enabled, certificate, private_key,
     trusted_certificates}, overrides.
     """
     tls = settings.get("dicom_tls") or {}
     tls_on = bool(tls.get("enabled"))
     modalities = modalities_config(settings.get("modalities", []), tls_on)
     # The server's own C-ECHO health check (and log_monitoring's self-test) comes from loopback.
-    modalities["orthanc-remote-selfcheck"] = {
-        "AET": settings["selfcheck_aet"],
-        "Host": "127.0.0.1",
-        "Port": int(settings["dicom_port"]),
-        "Manufacturer": "Generic",
-        "AllowEcho": True,
-        "AllowStore": False,
-        "AllowFind": False,
-        "AllowMove": False,
-        "AllowGet": False,
-        "AllowFindWorklist": False,
-        "AllowStorageCommitment": False,
-        "AllowTranscoding": False,
-        "UseDicomTls": tls_on,
-    }
+    modalities.update(loopback_modalities(settings, tls_on))
     config: dict = {
         "Name": settings.get("name", "Orthanc"),
         "StorageDirectory": settings["storage_directory"],

@@ -74,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "vpn_proto": "udp",
     "modality_port": 104,
     "selfcheck_aet": "HEALTHCHECK",  # orthanc_selfcheck_aet
+    "verify_aet": "VERIFY",  # orthanc_verify_aet
     "server_cn": "server",  # openvpn_easyrsa_server_cn
     "certificate_days": 825,
     "renew_days": 30,
@@ -117,7 +118,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 # a role checking its own view of the facts leaves it out.
 # ``needs_server_name``: the caller issues certificates or VPN profiles, which need site_pacs_fqdn
 # or site_pacs_addresses.
-CONTEXT_KEYS = ("complete", "needs_server_name", "http_port", "ssh_port", "selfcheck_aet", "server_cn", "acme_terms_agreed")
+CONTEXT_KEYS = ("complete", "needs_server_name", "http_port", "ssh_port", "selfcheck_aet", "verify_aet", "server_cn", "acme_terms_agreed")
 
 
 def _msg(path: str, what: str, fix: str) -> str:
@@ -757,10 +758,18 @@ def _aet_duplicates(facts: dict, context: dict) -> list[str]:
     own = dicom.get("aet", DEFAULTS["dicom_aet"])
     if isinstance(own, str):
         taken[own.strip().upper()] = "site_dicom.aet (the server itself)"
-    selfcheck = context.get("selfcheck_aet", DEFAULTS["selfcheck_aet"])
-    errors = [e for e in [aet_error(selfcheck, "orthanc_selfcheck_aet")] if e]
-    if isinstance(selfcheck, str):
-        taken.setdefault(selfcheck.strip().upper(), "the server's health check (orthanc_selfcheck_aet)")
+    errors = []
+    for key, what in (("selfcheck_aet", "the server's health check"), ("verify_aet", "verify.yml's self-test")):
+        own_aet = context.get(key, DEFAULTS[key])
+        variable = f"orthanc_{key}"
+        error = aet_error(own_aet, variable)
+        if error:
+            errors.append(error)
+        elif own_aet.strip().upper() in taken:
+            errors.append(_msg(variable, f"{own_aet!r} is already used by {taken[own_aet.strip().upper()]} (AE titles are compared ignoring case)",
+                               f"give {variable} an AE title of its own"))
+        else:
+            taken[own_aet.strip().upper()] = f"{what} ({variable})"
     for index, modality in enumerate(modalities):
         if not isinstance(modality, dict) or not isinstance(modality.get("aet"), str):
             continue

@@ -215,3 +215,9 @@ def test_a_failed_check_is_on_the_path_of_the_modalities_it_serves(target, check
     for modality in ("mri-1", "ct-1"):
         found = [f for f in failures(state, modality=modality) if f["target"] == target]
         assert bool(found) == (modality in on_path), (modality, target)
+
+
+def test_verifys_own_unknown_ae_title_probe_is_not_a_misconfigured_modality():
+    line = "W1201 10:00:01.000000 CommandDispatcher.cpp:1] Rejected association for remote AET VERIFY-NOBODY on IP 10.231.50.40"
+    assert [f for f in failures(planted(orthanc_log=[line])) if f["check"] == "ae-title"]
+    assert not [f for f in failures(planted(orthanc_log=[line], verify_probe_aet="VERIFY-NOBODY")) if f["check"] == "ae-title"]

@@ -31,6 +31,7 @@ def settings(**changes):
         "index_directory": "/var/lib/orthanc/db-v6",
         "plugins": ["/usr/share/orthanc/plugins/"],
         "selfcheck_aet": "HEALTHCHECK",
+        "verify_aet": "VERIFY",
         "overrides": {},
         "dicom_tls": {"enabled": False},
     }
@@ -113,6 +114,16 @@ def test_selfcheck_aet_must_not_be_a_modality_aet():
     assert any(e.startswith("orthanc_selfcheck_aet:") for e in sm.site_model_errors({}, {"selfcheck_aet": ""}))
 
 
+def test_verify_aet_must_be_its_own():
+    m = {"name": "a", "aet": "MRI1", "host": "10.0.0.1", "port": 104, "allow": []}
+    errors = sm.site_model_errors({"site_modalities": [m]}, {"verify_aet": "mri1"})
+    assert any("orthanc_verify_aet" in e and ".aet" in e for e in errors), errors
+    errors = sm.site_model_errors({}, {"verify_aet": "HEALTHCHECK"})
+    assert any(e.startswith("orthanc_verify_aet:") and "health check" in e for e in errors), errors
+    assert any(e.startswith("orthanc_verify_aet:") for e in sm.site_model_errors({}, {"verify_aet": ""}))
+    assert sm.site_model_errors({"site_modalities": [m]}, {"verify_aet": "VERIFY"}) == []
+
+
 def test_tls_modality_without_dicom_tls_is_refused():
     m = {"name": "a", "aet": "A", "host": "10.0.0.1", "port": 104, "allow": ["echo"], "tls": True}
     errors = sm.site_model_errors({"site_modalities": [m], "site_dicom": {"tls": False}})
@@ -182,6 +193,17 @@ def test_selfcheck_modality_is_echo_only_from_loopback():
     assert not any(check[k] for k in ("AllowStore", "AllowFind", "AllowMove", "AllowGet"))
 
 
+def test_verify_modality_is_echo_and_store_only_from_loopback():
+    for tls in (False, True):
+        config = oc.main_config(dict(settings(), dicom_tls={"enabled": tls, "certificate": "c", "private_key": "k",
+                                                            "trusted_certificates": "t"}))
+        verify = config["DicomModalities"]["orthanc-remote-verify"]
+        assert verify["AET"] == "VERIFY" and verify["Host"] == "127.0.0.1"
+        assert verify["AllowEcho"] is True and verify["AllowStore"] is True
+        assert not any(verify[k] for k in ("AllowFind", "AllowMove", "AllowGet", "AllowFindWorklist", "AllowStorageCommitment"))
+        assert verify["UseDicomTls"] is tls
+
+
 def test_dicom_tls_config():
     tls = {
         "enabled": True,
@@ -226,7 +248,7 @@ def test_any_valid_modality_list_renders_exactly_its_allowed_commands(modalities
     modalities = [m for m in modalities if m["aet"] != "HEALTHCHECK"]
     assert oc.settings_errors(settings(modalities=modalities)) == []
     rendered = oc.main_config(settings(modalities=modalities))["DicomModalities"]
-    assert set(rendered) == {m["name"] for m in modalities} | {"orthanc-remote-selfcheck"}
+    assert set(rendered) == {m["name"] for m in modalities} | {"orthanc-remote-selfcheck", "orthanc-remote-verify"}
     for m in modalities:
         for command, key in oc.COMMAND_KEYS.items():
             assert rendered[m["name"]][key] is (command in m["allow"])

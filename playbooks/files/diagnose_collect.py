@@ -104,6 +104,14 @@ def listening() -> list[dict]:
     return sockets
 
 
+def http_guard(table: str) -> str:
+    """The nftables table that keeps Orthanc's HTTP port to loopback ("" when it is not loaded)."""
+    if not table or not shutil.which("nft"):
+        return ""
+    code, out = run(["nft", "list", "table", *table.split()])
+    return out if code == 0 else ""
+
+
 def https_refusals(path: str, since: dt.datetime) -> list[dict]:
     """Refused HTTPS logins (status 401) per user and source, from nginx's access log."""
     counts: collections.Counter = collections.Counter()
@@ -193,6 +201,8 @@ def main() -> int:
     state = {
         **checks(),
         "listening": listening(),
+        "http_guard": http_guard(paths.get("http_guard_table", "")),
+        "verify_probe_aet": paths.get("verify_probe_aet", ""),
         "ufw_active": "Status: active" in ufw,
         "orthanc_log": [line for line in recent(orthanc_log, lambda line: orthanc_line_time(line, dt.datetime.now()), since)
                         if line[:1] in ("E", "W")],

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 LAB = ROOT / "inventories" / "lab"
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 ARTIFACTS = Path(os.environ.get("ORTHANC_REMOTE_LAB_ARTIFACTS") or EPHEMERAL / "artifacts")
-CERTS = "/etc/orthanc-remote-modality"
+CERTS = "/etc/orthanc-remote-test"
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,7 +70,7 @@ def modality(name: str) -> dict:
 
 
 def modality_host(name: str) -> str:
-    return next(h for h, v in hosts_of("lab_modalities").items() if v["lab_modality"] == name)
+    return next(h for h, v in hosts_of("lab_modalities").items() if v["test_modality"] == name)
 
 
 def password(user: str) -> str:

@@ -1,11 +1,12 @@
 """The site as converged: reached over SSH by a non-root admin with sudo, ufw and fail2ban both
 active, the generic verify playbook green (it also brings the lab's VPN clients up)."""
 
+import re
 import subprocess
 import time
 
 from conftest import (ADMIN, ARTIFACTS, DICOM, HTTPS_PORT, PACS_IP, PACS_NAME, PACS_VARS, VPN_SERVER, host,
-                      play, recap, site)
+                      play, recap, rest_json, site)
 
 
 def _ssh(user: str, command: str, *options: str) -> subprocess.CompletedProcess:
@@ -74,6 +75,19 @@ def test_the_monitoring_self_echo_speaks_tls():
 
 
 def test_verify_playbook_passes_and_brings_the_vpn_clients_up():
+    before = sorted(rest_json("/instances"))
     result = play("playbooks/verify.yml")
     assert result.returncode == 0
     assert recap(result, PACS_NAME)["failed"] == 0
+    table = result.stdout
+    assert re.search(r"^\s*0 FAIL, \d+ WARN, \d+ PASS", table, re.M), table[-4000:]
+    rows = [r"server C-STORE of a test instance", r"server arrival checked through REST", r"server test instance deleted",
+            r"server bind tcp/8042 on 0\.0\.0\.0, loopback only by the nftables guard", r"server firewall ufw", r"vpn client imaging-gw tunnel",
+            r"modality mri-1 C-STORE via VPN gateway imaging-gw", r"modality us-1 C-ECHO refused \(not allowed\)",
+            r"modality ct-1 C-STORE via direct", r"user dr-one \(viewer\) HTTPS login via VPN client dr-one",
+            r"user dr-one \(viewer\) cannot delete a study", r"user mri-upload \(uploader\) can upload an instance",
+            r"user admin \(admin\) cannot run Lua code"]
+    for expected in rows:
+        assert re.search(rf"^\s*PASS\s+{expected}", table, re.M), (expected, table[-4000:])
+    # Every test instance (the server's and each modality's) was deleted again.
+    assert sorted(rest_json("/instances")) == before

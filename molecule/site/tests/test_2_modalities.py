@@ -1,9 +1,11 @@
 """Each modality through its real path, with dcmtk: the MRI and the ultrasound on the imaging LAN
 through the VPN gateway, the CT directly over DICOM TLS with its issued certificate."""
 
+import re
+
 import pytest
 
-from conftest import (DICOM, PACS_IP, echo, echo_ok, generate_series, host, modality, modality_host,
+from conftest import (DICOM, PACS_IP, PACS_NAME, echo, echo_ok, generate_series, host, modality, modality_host, play,
                       series_in_pacs, site, store)
 
 KINDS = {"mri-1": "MR", "ct-1": "CT", "us-1": "US"}
@@ -58,3 +60,31 @@ def test_plain_dicom_is_refused_on_the_tls_port():
         f"echoscu -v -to 5 -ta 5 -td 5 -aet {modality('ct-1')['aet']} -aec {DICOM['aet']} "
         f"{site()['site_pacs_fqdn']} {DICOM['port']} 2>&1").stdout
     assert not echo_ok(out), out
+
+
+def test_an_outside_host_cannot_use_the_servers_verify_ae_title():
+    """verify.yml's self-test AE title may echo and store, but only from the server itself."""
+    ct = modality("ct-1")
+    assert echo_ok(echo("ct-1")), "the CT's own AE title must work for this test to mean anything"
+    out = echo("ct-1", aet="VERIFY")
+    assert "Association Rejected" in out and not echo_ok(out), out
+    assert ct["aet"] != "VERIFY"
+
+
+def test_verify_fails_naming_the_path_when_a_modalitys_path_is_broken():
+    """Cut the MRI's only route to the PACS (the gateway): verify's table names the MRI's path."""
+    box = host(modality_host("mri-1"))
+    route = next(line for line in box.check_output("ip route").splitlines() if line.startswith("10.8.0.0/24"))
+    box.check_output(f"ip route del {route}")
+    try:
+        result = play("playbooks/verify.yml", limit=f"{PACS_NAME},{modality_host('mri-1')}")
+    finally:
+        box.check_output(f"ip route add {route}")
+    assert result.returncode != 0
+    table = result.stdout
+    assert re.search(r"^\s*FAIL\s+modality mri-1 C-ECHO via VPN gateway imaging-gw\s+C-ECHO as MRI_LAB1 failed", table, re.M), table[-4000:]
+    assert re.search(r"^\s*FAIL\s+modality mri-1 C-STORE via VPN gateway imaging-gw", table, re.M), table[-4000:]
+    assert re.search(r"^\s*PASS\s+server C-STORE of a test instance", table, re.M), table[-4000:]
+    assert "FAIL:" in table and "modality mri-1" in table.split("FAIL:")[-1]
+    # The route is back: the path works again.
+    assert echo_ok(echo("mri-1"))

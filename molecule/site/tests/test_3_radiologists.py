@@ -7,7 +7,7 @@ import pytest
 
 from conftest import HTTPS_PORT, VPN_SERVER, ca_file, host, hosts_of, password, rest_json, site, tunnel_address
 
-RADIOLOGISTS = {v["lab_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
+RADIOLOGISTS = {v["test_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
 
 
 def _curl(box: str, user: str, path: str, method: str = "GET") -> tuple[str, str]:

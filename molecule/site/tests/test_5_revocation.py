@@ -10,7 +10,7 @@ import urllib.request
 from conftest import (ARTIFACTS, HTTPS_PORT, PACS_IP, PACS_NAME, VPN_SERVER, ca_file, host, hosts_of, play, recap,
                       rest, site, wait_for)
 
-RADIOLOGISTS = {v["lab_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
+RADIOLOGISTS = {v["test_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
 GONE, KEPT = sorted(RADIOLOGISTS)[1], sorted(RADIOLOGISTS)[0]
 
 

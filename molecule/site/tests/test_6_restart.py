@@ -49,7 +49,7 @@ def test_pacs_services_come_back(before):
 
 
 def test_every_tunnel_comes_back(before):
-    for box, address in [(h, next(c["address"] for c in site()["site_vpn_clients"] if c["name"] == v["lab_vpn_client"]))
+    for box, address in [(h, next(c["address"] for c in site()["site_vpn_clients"] if c["name"] == v["test_vpn_client"]))
                          for h, v in {**hosts_of("lab_vpn_gateways"), **hosts_of("lab_radiologists")}.items()]:
         assert wait_for(lambda: f" {address}/" in tunnel_address(box), timeout=90), box
 
@@ -62,7 +62,7 @@ def test_modalities_reach_the_pacs_again(before):
 
 def test_radiologists_log_in_again(before):
     from test_3_radiologists import _curl
-    for name, box in {v["lab_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}.items():
+    for name, box in {v["test_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}.items():
         assert wait_for(lambda: _curl(box, name, "/studies")[0] == "200", timeout=60), name
 
 

@@ -56,8 +56,8 @@ def test_https_brute_force_bans_the_address_on_the_https_port_only(clean_jails):
     assert checks.https_status(gateway, PACS_IP, port=HTTPS_PORT)[0] == "000"
     assert checks.banned_anywhere(PACS) == {"orthanc-https": [GATEWAY_WAN]}
     # The same address keeps the VPN port: the gateway's tunnel reconnects from it ...
-    gateway.check_output("systemctl restart openvpn-client@%s", GATEWAY_VARS["lab_vpn_client"])
-    address = next(c for c in site()["site_vpn_clients"] if c["name"] == GATEWAY_VARS["lab_vpn_client"])["address"]
+    gateway.check_output("systemctl restart openvpn-client@%s", GATEWAY_VARS["test_vpn_client"])
+    address = next(c for c in site()["site_vpn_clients"] if c["name"] == GATEWAY_VARS["test_vpn_client"])["address"]
     assert wait_for(lambda: f" {address}/" in tunnel_address(GATEWAY), 60, 2), tunnel_address(GATEWAY)
     # ... and the MRI behind it still reaches DICOM through the tunnel.
     assert wait_for(lambda: echo_ok(echo("mri-1")), 60, 3), echo("mri-1")
