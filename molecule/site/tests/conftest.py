@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -236,3 +237,75 @@ def all_instances() -> dict[str, str]:
         assert status == 200, status
         result[instance] = hashlib.sha256(data).hexdigest()
     return result
+
+
+
+# Orthanc Explorer in a real browser: Debian's Chromium, headless, in the radiologist container
+# that playbooks/lab.yml gave one (lab_browser), run by that laptop's desktop account, driven by
+# explorer_browser.py (copied in) through the DevTools protocol.
+BROWSER_USER = LAB_VARS["lab_browser_user"]
+BROWSER_FLAGS = [
+    "--headless", "--disable-gpu", "--no-first-run", "--window-size=1280,1024",
+    # Nothing but the page: no update, sync or component checks, which this closed network
+    # refuses and which would compete with the page's requests; no QUIC (the PACS speaks TCP).
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+]
+
+
+def browser_host() -> str:
+    """The one radiologist container with a browser (lab_browser: true in inventories/lab)."""
+    found = [name for name, hostvars in hosts_of("lab_radiologists").items() if hostvars.get("lab_browser")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+class Page:
+    """What the browser showed: the route the container had to the VPN server, Chromium's network
+    error for the page ("" when it loaded), the visible text, whether every expected text was
+    shown, how many logins it answered and refused, and the screenshot (PNG bytes)."""
+
+    def __init__(self, route: str, shown: dict):
+        self.route, self.error, self.text = route, shown["error"], shown["text"]
+        self.found, self.logins, self.refused = shown["found"], shown["logins"], shown["refused"]
+        self.screenshot = base64.b64decode(shown["screenshot"])
+
+    def __repr__(self) -> str:
+        return (f"Page(route={self.route!r}, error={self.error!r}, found={self.found}, logins={self.logins}, "
+                f"refused={self.refused}, text={self.text[:300]!r})")
+
+
+def browse(box: str, user: str, secret: str, expect: list[str], fragment: str = "",
+           trust_lab_ca: bool = True, settle: float = 8) -> Page:
+    """Orthanc Explorer at https://<VPN server>:<HTTPS port>/app/explorer.html<fragment> in Chromium
+    in ``box``, run by its desktop account, which answers the login dialog as ``user``. The lab's CA
+    is imported into that account's NSS database (emptied first) unless ``trust_lab_ca`` is false.
+    The page is read once every ``expect`` text is visible, or ``settle`` s after it loaded.
+    Chromium runs only where the VPN server is reached through a tunnel or not at all: never
+    through the container's default route, which leaves the lab."""
+    route = host(box).run(f"ip -o route get {VPN_SERVER}")
+    if route.rc == 0:
+        assert re.search(r" dev tun\d+ ", route.stdout), f"{VPN_SERVER} is routed outside a tunnel: {route.stdout}"
+    desk = testinfra.get_host(f"docker://{BROWSER_USER}@{box}")
+    home = desk.check_output("getent passwd %s | cut -d: -f6", BROWSER_USER)
+    nss = f"sql:{home}/.pki/nssdb"
+    desk.check_output(f"rm -rf {home}/.pki/nssdb && mkdir -p {home}/.pki/nssdb && certutil -N -d {nss} --empty-password")
+    if trust_lab_ca:
+        ca = base64.b64encode(Path(ca_file()).read_bytes()).decode()
+        desk.check_output(f"echo {ca} | base64 -d > {home}/lab-ca.crt && "
+                          f"certutil -A -d {nss} -n 'orthanc-remote lab CA' -t C,, -i {home}/lab-ca.crt")
+    script = base64.b64encode((Path(__file__).parent / "explorer_browser.py").read_bytes()).decode()
+    desk.check_output(f"echo {script} | base64 -d > {home}/explorer_browser.py")
+    run = desk.check_output(f"mktemp -d {home}/browse.XXXXXX")
+    job = {"url": f"https://{VPN_SERVER}:{HTTPS_PORT}/app/explorer.html{fragment}", "user": user,
+           "password": secret, "expect": expect, "flags": BROWSER_FLAGS, "profile": f"{run}/profile",
+           "settle": settle, "timeout": 60}
+    try:
+        # The password goes in on stdin: in no command line.
+        shown = subprocess.run(
+            ["docker", "exec", "-i", "-u", BROWSER_USER, "-w", run, "-e", f"HOME={home}", box,
+             "python3", f"{home}/explorer_browser.py"],
+            input=json.dumps(job).encode() + b"\n", capture_output=True, timeout=120, check=False)
+    finally:
+        desk.run(f"rm -rf {run}")
+    assert shown.returncode == 0, shown.stderr.decode()[-3000:]
+    return Page(route.stdout.strip() or route.stderr.strip(), json.loads(shown.stdout))
