@@ -309,3 +309,26 @@ def browse(box: str, user: str, secret: str, expect: list[str], fragment: str = 
         desk.run(f"rm -rf {run}")
     assert shown.returncode == 0, shown.stderr.decode()[-3000:]
     return Page(route.stdout.strip() or route.stderr.strip(), json.loads(shown.stdout))
+
+
+def explorer_study() -> tuple[str, str, list[str]]:
+    """A stored study: its ID, its Explorer page (URL fragment) and what that page must show, each
+    from one of the page's XHRs: the patient's name, the Study and a Series Instance UID."""
+    studies = rest_json("/studies")
+    assert studies, "test_2 stored studies first"
+    study = rest_json(f"/studies/{studies[0]}")
+    series = rest_json(f"/series/{study['Series'][0]}")
+    return study["ID"], f"#study?uuid={study['ID']}", [
+        study["PatientMainDicomTags"]["PatientName"], study["MainDicomTags"]["StudyInstanceUID"],
+        series["MainDicomTags"]["SeriesInstanceUID"]]
+
+
+NGINX_ACCESS_LOG = "/var/log/nginx/orthanc-remote/orthanc-access.log"
+
+
+def access_log_length() -> int:
+    return int(host(PACS_NAME).check_output(f"wc -l < {NGINX_ACCESS_LOG}"))
+
+
+def access_log_since(length: int) -> list[str]:
+    return host(PACS_NAME).check_output(f"tail -n +{length + 1} {NGINX_ACCESS_LOG}").splitlines()

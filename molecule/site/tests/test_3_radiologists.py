@@ -1,11 +1,14 @@
 """Each radiologist: tunnel up with its static address, HTTPS login through the tunnel, viewer
-rights (reads a study, cannot delete it)."""
+rights (reads a study, cannot delete it). The radiologist with a browser: Orthanc Explorer in
+Chromium through the tunnel shows a stored study; not without the lab's CA, not with a wrong
+password."""
 
 import json
 
 import pytest
 
-from conftest import HTTPS_PORT, VPN_SERVER, ca_file, host, hosts_of, password, rest_json, site, tunnel_address
+from conftest import (ARTIFACTS, HTTPS_PORT, VPN_SERVER, access_log_length, access_log_since, browse, browser_host,
+                      ca_file, explorer_study, host, hosts_of, password, rest_json, site, tunnel_address)
 
 RADIOLOGISTS = {v["test_vpn_client"]: h for h, v in hosts_of("lab_radiologists").items()}
 
@@ -50,3 +53,39 @@ def test_a_wrong_password_is_refused(name):
     out = box.run(f"curl -s --interface tun0 --max-time 15 -k -u '{name}:not-the-password' -o /dev/null "
                   f"-w '%{{http_code}}' https://{VPN_SERVER}:{HTTPS_PORT}/studies").stdout
     assert out == "401"
+
+
+BROWSER = browser_host()
+BROWSER_NAME = hosts_of("lab_radiologists")[BROWSER]["lab_vpn_client"]
+
+
+def test_orthanc_explorer_in_chromium_through_the_tunnel_shows_a_stored_study():
+    study, fragment, shown = explorer_study()
+    before = access_log_length()
+    page = browse(BROWSER, BROWSER_NAME, password(BROWSER_NAME), shown, fragment)
+    screenshots = ARTIFACTS / "browser"
+    screenshots.mkdir(exist_ok=True)
+    (screenshots / f"{BROWSER_NAME}.png").write_bytes(page.screenshot)
+    assert " dev tun0 " in page.route, page
+    assert page.error == "" and page.found, page
+    assert (page.logins, page.refused) == (1, 0), page
+    assert page.screenshot.startswith(b"\x89PNG"), page
+    # The PACS served the study to Chromium at the radiologist's tunnel address, as that user.
+    address = next(c["address"] for c in site()["site_vpn_clients"] if c["name"] == BROWSER_NAME)
+    served = [line for line in access_log_since(before)
+              if line.startswith(f"{address} - {BROWSER_NAME} ") and f'"GET /studies/{study}?full' in line]
+    assert served and all('" 200 ' in line and "HeadlessChrome" in line for line in served), served
+
+
+def test_chromium_refuses_the_site_without_the_lab_ca():
+    _, fragment, shown = explorer_study()
+    page = browse(BROWSER, BROWSER_NAME, password(BROWSER_NAME), shown, fragment, trust_lab_ca=False, settle=2)
+    assert page.error == "ERR_CERT_AUTHORITY_INVALID" and not page.found, page
+    assert page.logins == 0, page
+
+
+def test_chromium_with_a_wrong_password_shows_no_study():
+    _, fragment, shown = explorer_study()
+    page = browse(BROWSER, BROWSER_NAME, "not-the-password", shown, fragment, settle=2)
+    assert (page.logins, page.refused) == (1, 1), page
+    assert not page.found and "HTTP ERROR 401" in page.text, page
