@@ -81,7 +81,13 @@ def main() -> None:
     browser = Browser(job["flags"], job["profile"])
     result = {"error": "", "url": "", "text": "", "found": False, "logins": 0, "refused": 0, "screenshot": ""}
     try:
-        target = next(t for t in browser.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        # The first tab (about:blank) can take a moment to appear after start-up.
+        for _ in range(40):
+            pages = [t for t in browser.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
+            if pages:
+                break
+            time.sleep(0.25)
+        target = pages[0]
         session = browser.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})["sessionId"]
         browser.call("Page.enable", session=session)
         # Every request pauses at Fetch.requestPaused (continued unchanged below); a 401 challenge
