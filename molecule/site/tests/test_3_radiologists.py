@@ -56,7 +56,7 @@ def test_a_wrong_password_is_refused(name):
 
 
 BROWSER = browser_host()
-BROWSER_NAME = hosts_of("lab_radiologists")[BROWSER]["lab_vpn_client"]
+BROWSER_NAME = hosts_of("lab_radiologists")[BROWSER]["test_vpn_client"]
 
 
 def test_orthanc_explorer_in_chromium_through_the_tunnel_shows_a_stored_study():
