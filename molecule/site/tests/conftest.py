@@ -239,7 +239,6 @@ def all_instances() -> dict[str, str]:
     return result
 
 
-
 # Orthanc Explorer in a real browser: Debian's Chromium, headless, in the radiologist container
 # that playbooks/lab.yml gave one (lab_browser), run by that laptop's desktop account, driven by
 # explorer_browser.py (copied in) through the DevTools protocol.
