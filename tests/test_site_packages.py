@@ -27,9 +27,9 @@ def _role_vars(role):
 
 def test_the_security_suite_is_added_before_the_one_install():
     pre = _provision_play()["pre_tasks"]
-    first = pre[0]["ansible.builtin.include_role"]
-    assert first == {"name": "base_hardening", "tasks_from": "sources"}
-    assert "ansible.builtin.apt" in pre[1]
+    assert "dpkg-query" in pre[0]["ansible.builtin.command"]["argv"]
+    assert pre[1]["ansible.builtin.include_role"] == {"name": "base_hardening", "tasks_from": "sources"}
+    assert "ansible.builtin.apt" in pre[2]
     assert (ROOT / "roles" / "base_hardening" / "tasks" / "sources.yml").is_file()
     # The role alone does the same: sources first, then its first install.
     patching = yaml.safe_load((ROOT / "roles" / "base_hardening" / "tasks" / "patching.yml").read_text())
@@ -37,8 +37,9 @@ def test_the_security_suite_is_added_before_the_one_install():
 
 
 def test_the_one_install_takes_every_roles_list():
-    install = _provision_play()["pre_tasks"][1]
-    text = yaml.safe_dump(install)
+    play = _provision_play()
+    install = play["pre_tasks"][2]
+    text = yaml.safe_dump(play["vars"])
     for role in ROLES:
         assert f"__{role}_apt_packages" in text, role
         assert f"__{role}_apt_packages" in _role_vars(role), role
