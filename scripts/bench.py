@@ -657,9 +657,92 @@ NOTES = """
 - Converge figures, not part of this script: issue 16 measured by hand a fresh converge at 9.7x
   (276 s vs 28.6 s) the time of installing the same Debian packages in one apt call (target <= 1.5x,
   acceptance <= 3x), and a no-op re-run at 0.70 of a fresh converge (193.5 s vs 276 s; target <= 0.15,
-  acceptance <= 0.2). They need a fresh PACS per run (a new lab, about 10 minutes each).
+  acceptance <= 0.2). They need a fresh PACS per run (a new lab, about 10 minutes each). The
+  whole-site figures have not been taken again since the changes below.
 - 200-client VPN no-op / 1-client no-op: `scripts/bench-openvpn-clients.sh` prints both times
   (10-20 minutes, a container of its own); not rerun here.
+
+## Converge speed (issue 16, point 2): before and after, measured by hand
+
+Taken on 2026-12-02 between 14:42 and 15:25 UTC by hand (not by `make bench`), "before" being main at
+15219db and "after" the branch with the changes: the package lists refreshed once per run
+(`cache_valid_time`, the security suite added before the first install), every role's packages
+installed by site.yml at once (one apt call without recommends, one with; Orthanc and nginx stay with
+the orthanc role, which holds their start), log_monitoring's check timers read with one `systemctl
+show` and started with one `systemctl enable --now` when needed, and `unattended-upgrade` run only
+when apt has something to upgrade or a reboot is pending. Timings are Ansible's profile_tasks figures
+and wall-clock seconds.
+
+**Busy machine: yes.** The 1-minute load of this 2-core host was between 2.8 and 16.5 during these
+runs (the lab, other Docker work, and in the last runs this work's own unit tests): the same unchanged
+task (log_monitoring's five timer files) took 4.7 s in one fresh converge and 23.8 s in another. Totals of different runs are therefore
+not comparable on their own; the rounds below are interleaved, and the tasks the changes touch are
+shown on their own.
+
+### Package installs in site.yml's order (fresh containers)
+
+Fresh containers of the project's image, the inventory of `molecule/log_monitoring` (VPN on). Before:
+the apt calls main's roles make under site.yml, replayed with the same arguments in the same order
+(13 apt calls, 3 of them refreshing the package lists). After: `site.yml --tags untagged` (the
+validation play, one dpkg read, the security suite and one refresh, then 2 apt calls). In round 2 and
+in the later run below, both sides ended with the same 221 packages (compared with `dpkg-query`).
+
+| round | before: apt tasks, s | after: refresh + install, s | after / before | 1-min load at start, before / after |
+|---|---|---|---|---|
+| 1 | 63.0 | 38.3 (*) | 0.61 | 3.19 / 3.86 |
+| 2 | 99.8 | 48.5 | 0.49 | 5.14 / 4.16 |
+
+(*) Round 1 ran the call with recommends first and installed three more packages (libglib2.0-0's
+recommends); the call without recommends now comes first. A later fresh run of the final version took
+58.9 s (7.6 + 51.4) at a load of 16.5, without a "before" beside it. On a container with every package
+installed, the final version's pre-tasks are one `dpkg-query` read (changed=0) instead of the
+security-suite tasks and two apt calls.
+
+### Role scenario `log_monitoring` (ufw_firewall, orthanc, log_monitoring on one container)
+
+`molecule test -s log_monitoring` with the profile_tasks callback, once per side (after: the branch at
+1841bca; the scenario does not run site.yml, so the site-level install is not in it, nor is
+base_hardening):
+
+| side | fresh converge, s | no-op converge (idempotence), s | changed on the no-op | 1-min load at the test's start |
+|---|---|---|---|---|
+| before (main) | 231.9 | 221.0 | 0 | 2.82, rising to 14 during the run |
+| after | 98.8 | 65.7 | 0 | 11.37, falling to about 4 |
+| after (`molecule converge` only) | 90.8 | - | - | 3.38 |
+
+No-op converges interleaved on the same converged containers (`ansible-playbook` of the scenario's
+`converge.yml` with each side's roles; all changed=0):
+
+| round | order | before, s | after, s | 1-min load before -> after each run |
+|---|---|---|---|---|
+| 1 | after, then before | 80.8 | 151.0 | after 3.41 -> 9.05, before 9.05 -> 6.54 |
+| 2 | before, then after | 50.6 | 50.3 | before 6.54 -> 4.29, after 4.29 -> 2.83 |
+
+The tasks the changes touch, in the same runs:
+
+| tasks | before, s | after, s |
+|---|---|---|
+| check timers, fresh converge (5 `systemd_service` calls; after: one read, one `systemctl enable --now`) | 14.24 | 0.84, 1.44 |
+| check timers, no-op converge | 3.28, 1.81, 1.78 | 0.47, 3.37 (load 3 -> 9), 0.41 |
+| apt installs and orthanc's refresh, fresh converge | 35.3 | 19.0, 15.6 |
+
+In this scenario the molecule prepare step had refreshed the package lists minutes before, so the
+refresh that main's orthanc role forces cost only 1.6 s here (the branch's task, which no longer
+refreshes here, 0.55 s); on a server it fetches the lists' index files again.
+
+### base_hardening: `unattended-upgrade` on a no-op run
+
+`molecule test -s base_hardening` (after only, 1-min load 2.84 at start): the fresh converge installed
+the pending security updates (`unattended-upgrade` changed, 34.2 s); the no-op converge read the
+state (0.92 s) and skipped `unattended-upgrade`. By hand, in a container with nothing it would
+upgrade, `unattended-upgrade -v` took 1.1-1.2 s and the simulation that now decides 0.7-0.9 s
+(three runs each, load about 5.5): a small saving; the point is that the no-op run only reads. Any
+pending update (not only a security one) still lets it run, so nothing it would install is skipped.
+
+### Not measured here
+
+- The `site` scenario (whole site, fresh and no-op): not run by this work; the issue's figures above
+  are the last ones.
 """
 
 
