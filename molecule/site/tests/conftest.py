@@ -134,8 +134,10 @@ def recap(result: subprocess.CompletedProcess, name: str) -> dict[str, int]:
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
 
 
-def play(playbook: str, extra_vars: dict | None = None, limit: str | None = None) -> subprocess.CompletedProcess:
-    """ansible-playbook with the molecule inventory (inventories/lab, linked), as molecule runs it."""
+def play(playbook: str, extra_vars: dict | None = None, limit: str | None = None,
+         options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """ansible-playbook with the molecule inventory (inventories/lab, linked), as molecule runs it;
+    ``options`` are added to its command line (e.g. ``("--check",)``)."""
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     env.setdefault("ANSIBLE_CONFIG", str(EPHEMERAL / "ansible.cfg"))
     env.setdefault("ORTHANC_REMOTE_LAB_ARTIFACTS", str(ARTIFACTS))
@@ -147,9 +149,16 @@ def play(playbook: str, extra_vars: dict | None = None, limit: str | None = None
         cmd += ["-e", f"@{extra}"]
     if limit:
         cmd += ["--limit", limit]
+    cmd += list(options)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, check=False)
     print(result.stdout[-5000:], result.stderr[-2000:])
     return result
+
+
+def table_rows(output: str, result: str) -> list[str]:
+    """The rows of one result (PASS, WARN or FAIL) of verify's or diagnose's table, as printed by
+    the YAML callback (one indented line per check)."""
+    return [line.strip() for line in output.splitlines() if re.match(rf"\s+{result} ", line)]
 
 
 def wait_for(predicate, timeout: float = 60, step: float = 2):

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from conftest import (ADMIN, ARTIFACTS, DICOM, HTTPS_PORT, PACS_IP, PACS_NAME, PACS_VARS, VPN_SERVER, host,
-                      play, recap, rest_json, site)
+                      play, recap, rest_json, site, table_rows)
 
 
 def _ssh(user: str, command: str, *options: str) -> subprocess.CompletedProcess:
@@ -91,3 +91,14 @@ def test_verify_playbook_passes_and_brings_the_vpn_clients_up():
         assert re.search(rf"^\s*PASS\s+{expected}", table, re.M), (expected, table[-4000:])
     # Every test instance (the server's and each modality's) was deleted again.
     assert sorted(rest_json("/instances")) == before
+
+
+def test_diagnose_finds_nothing_wrong_on_the_healthy_site_and_changes_nothing():
+    # In check mode, as an engineer would run it on a live site (read-only either way). Faults
+    # planted in the lab are test_9's.
+    result = play("playbooks/diagnose.yml", options=("--check",))
+    assert result.returncode == 0 and table_rows(result.stdout, "FAIL") == [], result.stdout[-5000:]
+    assert re.search(r"^\s*0 FAIL, \d+ WARN, \d+ PASS", result.stdout, re.M), result.stdout[-4000:]
+    for expected in (rf"vpn\s+imaging-gw", rf"port\s+tcp/{DICOM['port']}", r"service\s+orthanc"):
+        assert any(re.match(rf"PASS\s+{expected}", row) for row in table_rows(result.stdout, "PASS")), expected
+    assert recap(result, PACS_NAME)["changed"] == 0
