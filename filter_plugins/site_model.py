@@ -755,6 +755,8 @@ def _aet_duplicates(facts: dict, context: dict) -> list[str]:
     modalities = facts.get("site_modalities") if isinstance(facts.get("site_modalities"), list) else []
     dicom = facts.get("site_dicom") if isinstance(facts.get("site_dicom"), dict) else {}
     taken = {}
+    # Who holds each AE title, and which role variable to change instead of the modality, if any.
+    variables: dict[str, str] = {}
     own = dicom.get("aet", DEFAULTS["dicom_aet"])
     if isinstance(own, str):
         taken[own.strip().upper()] = "site_dicom.aet (the server itself)"
@@ -770,13 +772,16 @@ def _aet_duplicates(facts: dict, context: dict) -> list[str]:
                                f"give {variable} an AE title of its own"))
         else:
             taken[own_aet.strip().upper()] = f"{what} ({variable})"
+            variables[own_aet.strip().upper()] = variable
     for index, modality in enumerate(modalities):
         if not isinstance(modality, dict) or not isinstance(modality.get("aet"), str):
             continue
         where = f"{_item_path('site_modalities', modality, index)}.aet"
         token = modality["aet"].strip().upper()
         if token in taken:
-            errors.append(_msg(where, f"{modality['aet']!r} is already used by {taken[token]} (AE titles are compared ignoring case)", "give every modality its own AE title"))
+            # The clash may come from the role variable (a default, or set by the admin): offer both fixes.
+            other = f", or set {variables[token]} to another AE title" if token in variables else ""
+            errors.append(_msg(where, f"{modality['aet']!r} is already used by {taken[token]} (AE titles are compared ignoring case)", f"give every modality its own AE title{other}"))
         else:
             taken[token] = f"modality {modality.get('name')!r}"
     return errors

@@ -424,3 +424,11 @@ def test_ssh_allow_lists_are_checked():
     assert errors[0].startswith("site_ssh_allow_users: must be a list")
     assert errors[1].startswith("site_ssh_allow_groups: 'bad group'")
     assert any(e.startswith("site_ssh_allow_users:") for e in sm.site_model_errors({"site_ssh_allow_users": ["a b"]}))
+
+
+def test_a_modality_clashing_with_a_role_aet_names_both_fixes():
+    facts = changed({("site_modalities", MRI, "aet"): "verify"})
+    errors = [e for e in errors_of(facts) if e.startswith("site_modalities[mri-1].aet:")]
+    assert errors == ["site_modalities[mri-1].aet: 'verify' is already used by verify.yml's self-test (orthanc_verify_aet) "
+                      "(AE titles are compared ignoring case); give every modality its own AE title, "
+                      "or set orthanc_verify_aet to another AE title"]
