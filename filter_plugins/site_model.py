@@ -755,6 +755,8 @@ def _aet_duplicates(facts: dict, context: dict) -> list[str]:
     modalities = facts.get("site_modalities") if isinstance(facts.get("site_modalities"), list) else []
     dicom = facts.get("site_dicom") if isinstance(facts.get("site_dicom"), dict) else {}
     taken = {}
+    # Who holds each AE title, and which role variable to change instead of the modality, if any.
+    variables: dict[str, str] = {}
     own = dicom.get("aet", DEFAULTS["dicom_aet"])
     if isinstance(own, str):
         taken[own.strip().upper()] = "site_dicom.aet (the server itself)"
@@ -770,13 +772,16 @@ def _aet_duplicates(facts: dict, context: dict) -> list[str]:
                                f"give {variable} an AE title of its own"))
         else:
             taken[own_aet.strip().upper()] = f"{what} ({variable})"
+            variables[own_aet.strip().upper()] = variable
     for index, modality in enumerate(modalities):
         if not isinstance(modality, dict) or not isinstance(modality.get("aet"), str):
             continue
         where = f"{_item_path('site_modalities', modality, index)}.aet"
         token = modality["aet"].strip().upper()
         if token in taken:
-            errors.append(_msg(where, f"{modality['aet']!r} is already used by {taken[token]} (AE titles are compared ignoring case)", "give every modality its own AE title"))
+            # The clash may come from the role variable (a default, or set by the admin): offer both fixes.
+            other = f", or set {variables[token]} to another AE title" if token in variables else ""
+            errors.append(_msg(where, f"{modality['aet']!r} is already used by {taken[token]} (AE titles are compared ignoring case)", f"give every modality its own AE title{other}"))
         else:
             taken[token] = f"modality {modality.get('name')!r}"
     return errors
@@ -820,6 +825,66 @@ def site_model_errors(facts: dict, context: dict | None = None) -> list[str]:
     errors += _modality_path_errors(facts, context)
     errors += _aet_duplicates(facts, context)
     return list(dict.fromkeys(errors))
+
+
+# --- Test clients (playbooks/verify.yml) ------------------------------------------------------
+
+# Each test client's host variables (docs/inventory.md, "Test clients"): which site fact each one
+# names entries of, and whether it holds one name or a list of names.
+TEST_CLIENT_VARIABLES: dict[str, tuple[str, bool]] = {
+    "test_vpn_client": ("site_vpn_clients", False),
+    "test_modality": ("site_modalities", False),
+    "test_users": ("site_users", True),
+}
+
+
+def _entry_names(facts: dict, fact: str) -> list[str] | None:
+    """The names of ``fact``'s entries, or None when the fact is malformed (site_model_errors says why)."""
+    entries = facts.get(fact)
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        return None
+    return [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
+
+
+def verify_client_errors(clients: dict, facts: dict) -> list[str]:
+    """Check the test clients' ``test_vpn_client``, ``test_modality`` and ``test_users`` against the site.
+
+    ``clients`` maps each host of the ``test_clients`` group to its host variables (any mapping;
+    only the three above are read, and a host with none of them is valid: it may stand for
+    someone the site does not know, such as an outsider). ``facts`` are the site facts. Each
+    variable must have its type (one name, or for ``test_users`` a list of names) and name an
+    entry of its site fact: verify.yml would otherwise skip the path or the user it was meant to
+    prove. Returns plain lines ``test_clients host <host>: what is wrong; how to fix``.
+    """
+    errors: list[str] = []
+    for host, variables in clients.items():
+        where = f"test_clients host {host}"
+        for variable, (fact, many) in TEST_CLIENT_VARIABLES.items():
+            if variable not in variables:
+                continue
+            value = variables[variable]
+            known = _entry_names(facts, fact)
+            example = known[0] if known else "<name>"
+            if many and not isinstance(value, list):
+                errors.append(_msg(where, f"{variable} is {_show(value)}, not a list", f"write a YAML list of {fact} names, e.g. {variable}: [{example}]"))
+                continue
+            for name in value if many else [value]:
+                if not isinstance(name, str) or not name:
+                    what = f"{variable} holds {_show(name)}, not a name" if many else f"{variable} is {_show(name)}, not one name"
+                    shape = f"{variable}: [{example}]" if many else f"{variable}: {example}"
+                    errors.append(_msg(where, what, f"write a {fact} name as text, e.g. {shape}"))
+                elif known is None:
+                    continue  # the fact itself is malformed: site_model_errors reports it
+                elif not known:
+                    errors.append(_msg(where, f"{variable} names {name!r}, but the site has no {fact}", f"add {name!r} to {fact}, or remove {variable} from the host"))
+                elif name not in known:
+                    close = _closest(name, known)
+                    hint = f" (did you mean {close!r}?)" if close else ""
+                    drop = f"remove it from {variable}" if many else f"remove {variable} from the host"
+                    errors.append(_msg(where, f"{variable} names {name!r}, which is not in {fact}", f"use one of {', '.join(sorted(known))}{hint}, or {drop}"))
+    return errors
 
 
 def site_model_report(errors: Iterable[str], header: str = "The inventory is inconsistent; fix these site_* facts (docs/inventory.md):") -> str:
@@ -931,6 +996,7 @@ class FilterModule:
         return {
             "site_model_errors": site_model_errors,
             "site_model_report": site_model_report,
+            "site_test_client_errors": verify_client_errors,
             "site_https_allowed_sources": https_allowed_sources,
             "site_dicom_allowed_sources": dicom_allowed_sources,
             "site_vpn_server_address": vpn_server_address,

@@ -27,3 +27,18 @@ def site_context(name: str) -> dict:
     """What the first play passes as the validator's context for this inventory."""
     variables = inventory_vars(name)
     return {"complete": True, "acme_terms_agreed": bool(variables.get("tls_certs_acme_terms_agreed", False))}
+
+
+def inventory_test_clients(name: str) -> dict[str, dict]:
+    """``{host: its variables}`` of every host under ``test_clients`` in ``inventories/<name>/hosts.yml``."""
+    hosts = yaml.safe_load((ROOT / "inventories" / name / "hosts.yml").read_text())
+    clients: dict[str, dict] = {}
+
+    def walk(group: dict) -> None:
+        for host, variables in (group.get("hosts") or {}).items():
+            clients[host] = dict(variables or {})
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    walk((hosts["all"].get("children") or {}).get("test_clients") or {})
+    return clients

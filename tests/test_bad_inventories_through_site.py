@@ -4,6 +4,10 @@ One ansible-playbook run: each bad inventory is one host of the `pacs` group (it
 variables), a Docker container that does not exist. Each must fail in site.yml's first play with
 the message naming the fact and the fix, and the host must never be contacted (unreachable=0):
 a refused inventory changes nothing. The unusual but valid inventories pass the same play.
+
+A second run holds the bad test clients of test_site_model.BAD_TEST_CLIENTS (the `test_clients`
+group is the whole inventory's, so they cannot share the first run's hosts): one PACS, the
+example's facts, and every bad and good test client at once, none of them ever contacted.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import pytest
 import yaml
 
 from site_inventory import ROOT, inventory_vars
-from test_site_model import BAD, UNUSUAL_VALID, changed
+from test_site_model import BAD, BAD_TEST_CLIENTS, GOOD_TEST_CLIENTS, UNUSUAL_VALID, changed
 from test_validation_play import PLAYBOOK
 
 # The validator's context comes from these role variables in a real inventory.
@@ -31,6 +35,11 @@ BAD_ROLE_VARIABLES = [
     ("role-unknown", {"log_monitoring_qqqqqqqqqqqqqqqq": 1}, "log_monitoring_qqqqqqqqqqqqqqqq", "roles/log_monitoring/README.md"),
     ("role-rule", {"orthanc_dicom_scp_timeout": 0}, "orthanc_dicom_scp_timeout", "whole number >= 1"),
     ("role-weakening", {"orthanc_config_overrides": {"AuthenticationEnabled": False}}, "orthanc_config_overrides", "weaken"),
+    # verify.yml's self-test AE title, checked through the orthanc role's __orthanc_site_context.
+    ("role-verify-aet-is-a-modality", {"orthanc_verify_aet": "mri1"}, "site_modalities[mri-1].aet",
+     "or set orthanc_verify_aet to another AE title"),
+    ("role-verify-aet-is-the-server", {"orthanc_verify_aet": "CENTRE_A_PACS"}, "orthanc_verify_aet",
+     "give orthanc_verify_aet an AE title of its own"),
 ]
 
 
@@ -44,10 +53,14 @@ def host_variables(name: str, changes: dict, context: dict, role_variables: dict
     return variables
 
 
-def run_site(tmp_path, hosts: dict) -> str:
+def run_site(tmp_path, hosts: dict, test_clients: dict | None = None) -> str:
     inventory = tmp_path / "inventory"
     inventory.mkdir()
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"pacs": {"hosts": hosts}}}}))
+    groups: dict = {"pacs": {"hosts": hosts}}
+    if test_clients is not None:
+        groups["test_clients"] = {"hosts": {host: dict(variables, ansible_connection="community.docker.docker")
+                                            for host, variables in test_clients.items()}}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": groups}}))
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_FORKS="8")
     result = subprocess.run([PLAYBOOK, "-i", str(inventory), "site.yml"], cwd=ROOT,
@@ -119,3 +132,35 @@ def test_unusual_but_valid_inventories_pass_the_first_play(site_run, name):
     host = f"ok-{name}"
     assert "The inventory is inconsistent" not in messages.get(host, ""), messages[host]
     assert f"No such container: {host}" in out, recaps[host]
+
+
+PACS_OF_TEST_CLIENTS = "bad-test-clients"
+
+
+@pytest.fixture(scope="module")
+def clients_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("bad-test-clients-through-site")
+    pacs = {PACS_OF_TEST_CLIENTS: host_variables("test-clients", {}, {}, {}, tmp_path)}
+    clients = {**GOOD_TEST_CLIENTS, **{f"bad-{name}": variables for name, variables, _v, _f in BAD_TEST_CLIENTS}}
+    out = run_site(tmp_path, pacs, clients)
+    return out, failure_messages(out), recap(out)
+
+
+@pytest.mark.parametrize("name, variable, fix", [(n, v, f) for n, _x, v, f in BAD_TEST_CLIENTS],
+                         ids=[case[0] for case in BAD_TEST_CLIENTS])
+def test_site_yml_refuses_a_test_client_naming_nothing_in_the_first_play(clients_run, name, variable, fix):
+    out, messages, recaps = clients_run
+    # Refused on the controller: the PACS is not contacted, and no test client either.
+    assert "unreachable=0" in recaps[PACS_OF_TEST_CLIENTS] and "failed=1" in recaps[PACS_OF_TEST_CLIENTS], recaps
+    assert set(recaps) == {PACS_OF_TEST_CLIENTS}, recaps
+    message = messages[PACS_OF_TEST_CLIENTS]
+    assert "The inventory is inconsistent; fix these" in message, message
+    lines = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")]
+    named = [line for line in lines if line.startswith(f"test_clients host bad-{name}: {variable} ")]
+    assert len(named) == 1 and fix in named[0].partition("; ")[2], message
+
+
+def test_site_yml_names_only_the_bad_test_clients(clients_run):
+    _out, messages, _recaps = clients_run
+    lines = [line.strip()[2:] for line in messages[PACS_OF_TEST_CLIENTS].splitlines() if line.strip().startswith("- ")]
+    assert len(lines) == len(BAD_TEST_CLIENTS) and all(line.startswith("test_clients host bad-") for line in lines), lines

@@ -424,3 +424,76 @@ def test_ssh_allow_lists_are_checked():
     assert errors[0].startswith("site_ssh_allow_users: must be a list")
     assert errors[1].startswith("site_ssh_allow_groups: 'bad group'")
     assert any(e.startswith("site_ssh_allow_users:") for e in sm.site_model_errors({"site_ssh_allow_users": ["a b"]}))
+
+
+# --- Test clients (verify.yml's test_clients group) -------------------------------------------
+
+# Test clients of the example site, as docs/inventory.md ("Test clients") shows them: every kind,
+# and one with none of the three variables (an outsider: valid, it stands for someone unknown).
+GOOD_TEST_CLIENTS = {
+    "mri-console": {"test_modality": "mri-1", "ansible_connection": "ssh"},
+    "dr-smith-laptop": {"test_vpn_client": "dr-smith", "test_users": ["dr-smith"]},
+    "gateway-site-a": {"test_vpn_client": "site-a-gw", "test_users": ["admin", "mri-upload"]},
+    "no-users": {"test_users": []},
+    "outsider": {},
+}
+
+# (id, one test client's variables, the variable the message names, a piece of the fix)
+BAD_TEST_CLIENTS = [
+    ("test-users-typo", {"test_users": ["dr-smit"]}, "test_users", "did you mean 'dr-smith'?"),
+    ("test-users-one-typo-of-two", {"test_users": ["admin", "mri-uplaod"]}, "test_users", "use one of admin, dr-jones, dr-smith, mri-upload"),
+    ("test-users-not-a-list", {"test_users": "dr-smith"}, "test_users", "write a YAML list of site_users names"),
+    ("test-users-not-names", {"test_users": [7]}, "test_users", "write a site_users name as text"),
+    ("test-modality-typo", {"test_modality": "mri1"}, "test_modality", "did you mean 'mri-1'?"),
+    ("test-modality-a-list", {"test_modality": ["mri-1"]}, "test_modality", "write a site_modalities name as text"),
+    ("test-vpn-client-typo", {"test_vpn_client": "dr-jone"}, "test_vpn_client", "did you mean 'dr-jones'?"),
+    ("test-vpn-client-unknown", {"test_vpn_client": "zzzz"}, "test_vpn_client", "or remove test_vpn_client from the host"),
+    ("test-vpn-client-empty", {"test_vpn_client": None}, "test_vpn_client", "write a site_vpn_clients name as text"),
+]
+
+
+def test_test_clients_of_every_kind_and_none_pass():
+    assert sm.verify_client_errors(GOOD_TEST_CLIENTS, site_facts("example")) == []
+
+
+def test_the_lab_test_clients_pass():
+    from site_inventory import inventory_test_clients
+
+    clients = inventory_test_clients("lab")
+    assert len(clients) >= 7 and {} in [{k: v for k, v in c.items() if k.startswith("test_")} for c in clients.values()]
+    assert sm.verify_client_errors(clients, site_facts("lab")) == []
+
+
+@pytest.mark.parametrize("name, variables, variable, fix", BAD_TEST_CLIENTS, ids=[case[0] for case in BAD_TEST_CLIENTS])
+def test_bad_test_client_is_refused_naming_the_host_the_variable_and_the_fix(name, variables, variable, fix):
+    errors = sm.verify_client_errors({**GOOD_TEST_CLIENTS, name: variables}, site_facts("example"))
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"test_clients host {name}: {variable} "), errors
+    assert fix in errors[0].partition("; ")[2], errors
+
+
+def test_test_client_message_reads_as_documented():
+    errors = sm.verify_client_errors({"orlab-dr-one": {"test_users": ["dr-on"]}}, site_facts("lab"))
+    assert errors == ["test_clients host orlab-dr-one: test_users names 'dr-on', which is not in site_users; "
+                      "use one of admin, dr-one, dr-two, mri-upload (did you mean 'dr-one'?), or remove it from test_users"]
+
+
+def test_a_test_client_of_a_site_without_that_fact_is_refused():
+    facts = {k: v for k, v in site_facts("example").items() if k not in ("site_vpn_clients", "site_vpn")}
+    errors = sm.verify_client_errors({"laptop": {"test_vpn_client": "dr-smith"}}, facts)
+    assert errors == ["test_clients host laptop: test_vpn_client names 'dr-smith', but the site has no site_vpn_clients; "
+                      "add 'dr-smith' to site_vpn_clients, or remove test_vpn_client from the host"]
+
+
+def test_a_malformed_site_fact_is_left_to_the_site_model():
+    facts = {**site_facts("example"), "site_users": "admin"}
+    assert sm.verify_client_errors({"laptop": {"test_users": ["admin"]}}, facts) == []
+    assert any(e.startswith("site_users:") for e in sm.site_model_errors(facts))
+
+
+def test_a_modality_clashing_with_a_role_aet_names_both_fixes():
+    facts = changed({("site_modalities", MRI, "aet"): "verify"})
+    errors = [e for e in errors_of(facts) if e.startswith("site_modalities[mri-1].aet:")]
+    assert errors == ["site_modalities[mri-1].aet: 'verify' is already used by verify.yml's self-test (orthanc_verify_aet) "
+                      "(AE titles are compared ignoring case); give every modality its own AE title, "
+                      "or set orthanc_verify_aet to another AE title"]

@@ -35,10 +35,13 @@ def test_removing_a_radiologist_revokes_them_and_restoring_brings_them_back():
     gone_box = host(RADIOLOGISTS[GONE])
     gone_box.check_output("systemctl stop openvpn-client@%s", GONE)
 
+    # Limited to the PACS: the departing laptop's test client still names GONE (its host variables
+    # cannot be dropped through extra vars), and the first play refuses a test client naming an
+    # entry that is gone, except one the run's --limit leaves out (docs/inventory.md, "Test clients").
     dropped = play("site.yml", {
         "site_vpn_clients": [c for c in facts["site_vpn_clients"] if c["name"] != GONE],
         "site_users": [u for u in facts["site_users"] if u["name"] != GONE],
-    })
+    }, limit=PACS_NAME)
     assert dropped.returncode == 0 and recap(dropped, PACS_NAME)["failed"] == 0
 
     # Nothing kept for them on the controller.
